@@ -1,0 +1,39 @@
+# One entry point. Every target creates/reuses the local virtual environment first.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# A CPU-only machine gets the small CPU wheel of torch 2.13.0; a machine with an NVIDIA driver gets pip's
+# default (CUDA) build. Override with `make TORCH_SPEC='torch==2.x' ...`.
+TORCH_SPEC ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo torch || echo torch==2.13.0)
+EXTRAS ?= all
+
+.PHONY: setup demo test lab docs bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -e ".[$(EXTRAS)]"
+	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (xtuner_nb)" >/dev/null
+	touch $(STAMP)
+
+# The main job: the quickstart tutorial executed headless (executed copies land in build/notebooks/).
+demo: $(STAMP)
+	$(PY) -m xtuner_nb.demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab notebooks/
+
+docs: $(STAMP)
+	$(VENV)/bin/sphinx-build -W -b html docs docs/_build/html
+
+bench: $(STAMP)
+	$(PY) bench/throughput.py
+
+clean:
+	rm -rf build docs/_build work_dir
