@@ -1,0 +1,165 @@
+"""Config forms driven the way a user drives them: set widget values, read `.value`, see errors next to fields."""
+
+from pathlib import Path
+from typing import Literal
+
+import pytest
+from pydantic import Field
+
+from xtuner_nb.config import AdamWConfig, FSDPConfig, LRConfig, XConfig
+from xtuner_nb.loss import CELossConfig
+from xtuner_nb.model import MHAConfig, Qwen3Dense0P6BConfig, Qwen3Dense8BConfig, Qwen3DenseTinyConfig
+from xtuner_nb.notebook.forms import ConfigForm, ConfigFormError, config_form
+
+
+def test_untouched_form_gives_back_the_config():
+    for cfg in [AdamWConfig(lr=6e-5), LRConfig(lr_type="cosine"), CELossConfig(mode="chunk"),
+                FSDPConfig(recompute_ratio=0.5), Qwen3Dense8BConfig(num_hidden_layers=16)]:
+        form = config_form(cfg)
+        assert form.value == cfg and type(form.value) is type(cfg)
+    assert config_form(AdamWConfig).value == AdamWConfig()
+
+
+def test_setting_widgets_changes_value_and_code_preview():
+    form = config_form(Qwen3Dense8BConfig)
+    assert "cfg = Qwen3Dense8BConfig()" in form.code
+    form.field("num_hidden_layers").input.value = 16
+    assert form.value == Qwen3Dense8BConfig(num_hidden_layers=16)
+    assert "Qwen3Dense8BConfig(num_hidden_layers=16)" in form.code
+    assert "from xtuner_nb.model import Qwen3Dense8BConfig" in form.code
+    assert "Qwen3Dense8BConfig(num_hidden_layers=16)" in form.preview.value  # the visible <pre>
+    form.field("attention.head_dim").input.value = 64  # nested sub-form
+    assert form.value.attention.head_dim == 64
+    assert "attention=MHAConfig(head_dim=64)" in form.code
+
+
+def test_widget_kinds_follow_field_types():
+    import ipywidgets as W
+
+    form = config_form(AdamWConfig)
+    assert isinstance(form.field("lr").input, W.FloatText)
+    assert isinstance(form.field("foreach").none, W.Checkbox)  # Optional[bool]
+    lr = config_form(LRConfig)
+    assert isinstance(lr.field("lr_type").input, W.Dropdown)
+    assert [v for _, v in lr.field("lr_type").input.options] == ["constant", "cosine", "linear"]
+    model = config_form(Qwen3DenseTinyConfig)
+    assert isinstance(model.field("num_hidden_layers").input, W.IntText)
+    assert isinstance(model.field("tie_word_embeddings").input, W.Checkbox)
+    assert isinstance(model.rows["attention"].editor.widget, W.Accordion)  # collapsible sub-form
+    # the field description is the hint
+    assert "Decoder layers." in model.field("num_hidden_layers").hint.value
+
+
+def test_invalid_value_shows_error_next_to_its_field():
+    form = config_form(AdamWConfig)
+    form.field("lr").input.value = -1.0
+    row = form.field("lr")
+    assert "greater than 0" in row.error.value
+    assert row.error in row.widget.children  # in the field's own row
+    assert form.field("eps").error.value == ""
+    with pytest.raises(ConfigFormError, match="lr: Input should be greater than 0") as info:
+        form.value
+    assert info.value.errors == {"lr": "Input should be greater than 0"}
+    assert "invalid" in form.preview.value
+    form.field("lr").input.value = 2e-5
+    assert form.field("lr").error.value == "" and form.value.lr == 2e-5
+
+
+def test_validator_error_of_a_tuple_and_nested_error_paths():
+    form = config_form(AdamWConfig)
+    form.field("betas").editor.items[1].input.value = 1.5
+    assert "betas must lie in [0, 1)" in form.field("betas").error.value
+    model = config_form(Qwen3DenseTinyConfig)
+    model.field("attention.num_key_value_heads").input.value = 0
+    assert "greater than or equal to 1" in model.field("attention.num_key_value_heads").error.value
+    with pytest.raises(ConfigFormError) as info:
+        model.value
+    assert list(info.value.errors) == ["attention.num_key_value_heads"]
+
+
+def test_optional_field_none_checkbox():
+    form = config_form(AdamWConfig)
+    row = form.field("skip_grad_norm_threshold")
+    assert row.none.value is True and row.input.disabled
+    row.none.value = False
+    assert not row.input.disabled
+    row.input.value = 5.0
+    assert form.value.skip_grad_norm_threshold == 5.0
+    assert "skip_grad_norm_threshold=5.0" in form.code
+    row.none.value = True
+    assert form.value.skip_grad_norm_threshold is None
+
+
+def test_preset_picker_swaps_class_and_keeps_overrides():
+    form = config_form(Qwen3Dense8BConfig(num_hidden_layers=16, rope_theta=5e6))
+    form.field("attention.head_dim").input.value = 64
+    form.preset.value = Qwen3Dense0P6BConfig
+    cfg = form.value
+    assert type(cfg) is Qwen3Dense0P6BConfig
+    assert (cfg.num_hidden_layers, cfg.rope_theta, cfg.hidden_size) == (16, 5e6, 1024)
+    # nested overrides are kept field by field: the 0.6B head counts, the user's head_dim
+    assert (cfg.attention.num_attention_heads, cfg.attention.head_dim) == (16, 64)
+    assert "Qwen3Dense0P6BConfig(" in form.code and "num_hidden_layers=16" in form.code
+    assert config_form(AdamWConfig).preset is None
+
+
+def test_set_and_reset():
+    form = config_form(CELossConfig)
+    form.set(mode="chunk", chunk_size=512)
+    assert form.value == CELossConfig(mode="chunk", chunk_size=512)
+    with pytest.raises(KeyError, match="no field 'chunk'"):
+        form.set(chunk=1)
+    form.reset.click()
+    assert form.value == CELossConfig()
+    model = config_form(Qwen3DenseTinyConfig).set(attention={"head_dim": 16})
+    assert model.value.attention == MHAConfig(num_attention_heads=4, num_key_value_heads=2, head_dim=16)
+
+
+class _Item(XConfig):
+    path: Path = Field(Path("data/a.jsonl"), description="A JSONL file.")
+    weight: float = Field(1.0, gt=0, description="Sampling weight.")
+    kind: Literal["chat", "text"] = Field("chat", description="Format.")
+
+
+class _Bundle(XConfig):
+    name: str = Field(..., description="Required name.")
+    items: list[_Item] = Field(default_factory=lambda: [_Item()], description="Files.")
+    tags: list[str] = Field(default_factory=list, description="Free tags.")
+    extra: dict = Field(default_factory=dict, description="Anything else.")
+    seeds: tuple[int, ...] = Field((1, 2), description="Seeds.")
+
+
+def test_required_fields_lists_of_configs_paths_and_json():
+    form = ConfigForm(_Bundle)
+    with pytest.raises(ConfigFormError) as info:
+        form.value
+    assert info.value.errors == {"name": "Field required"}
+    assert "Field required" in form.field("name").error.value
+    form.field("name").input.value = "mix"
+    assert form.value.items == [_Item()]
+    items = form.rows["items"].editor
+    items.add.click()
+    form.field("items.1.path").input.value = "data/b.jsonl"
+    form.field("items.1.weight").input.value = 0.0
+    assert "greater than 0" in form.field("items.1.weight").error.value
+    with pytest.raises(ConfigFormError, match=r"items\.1\.weight"):
+        form.value
+    form.field("items.1.weight").input.value = 2.0
+    form.field("tags").input.value = "a b\nc"
+    form.field("extra").input.value = '{"k": [1, 2]}'
+    form.field("seeds").input.value = "3, 4, 5"
+    cfg = form.value
+    assert cfg.items[1] == _Item(path=Path("data/b.jsonl"), weight=2.0)
+    assert (cfg.tags, cfg.extra, cfg.seeds) == (["a b", "c"], {"k": [1, 2]}, (3, 4, 5))
+    form.field("extra").input.value = "{oops"
+    assert "not valid JSON" in form.field("extra").error.value
+    items.remove.click()
+    form.field("extra").input.value = "{}"
+    assert len(form.value.items) == 1
+
+
+def test_mimebundle_has_widget_view_and_static_code():
+    bundle = config_form(Qwen3Dense8BConfig(num_hidden_layers=16))._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in bundle
+    assert "Qwen3Dense8BConfig(num_hidden_layers=16)" in bundle["text/plain"]
+    assert "<pre" in bundle["text/html"]
