@@ -1,0 +1,32 @@
+"""Everything a notebook shows: config forms, the live dashboard, curves, data/label viewer, chat preview, memory fit.
+
+Names are imported lazily, so `from xtuner_nb.notebook.plots import save_curves_png` (what a script or torchrun
+run needs) never pulls in ipywidgets or IPython.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "config_form": "forms", "ConfigForm": "forms", "ConfigFormError": "forms",
+    "LiveDashboard": "dashboard", "auto_dashboard": "dashboard",
+    "plot_history": "plots", "save_curves_png": "plots", "compare_runs": "plots", "load_tracker": "plots",
+    "show_tokens": "viewer", "length_histogram": "viewer", "pack_stats_table": "viewer",
+    "chat": "chat", "compare_answers": "chat",
+    "estimate_memory": "memory", "show_fit": "memory", "MemoryEstimate": "memory", "GPUS": "memory",
+    "oom_advice": "oom",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'xtuner_nb.notebook' has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -1,0 +1,221 @@
+"""LiveDashboard fed with synthetic events: in-place updates, throttling, the Stop button, curves and PNGs."""
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from IPython.display import HTML, Image
+
+from xtuner_nb.notebook.dashboard import STOP_HINT, LiveDashboard, auto_dashboard
+from xtuner_nb.notebook.plots import CurveData, compare_runs, load_tracker, plot_history, save_curves_png
+from xtuner_nb.train.events import Control, TrainState
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+class FakeClock:
+    def __init__(self):
+        self.t = 100.0
+
+    def __call__(self):
+        return self.t
+
+
+class Recorder:
+    """Stands in for IPython's display(): records each output and the updates of its display handle."""
+
+    def __init__(self):
+        self.outputs = []
+
+    def __call__(self, obj, display_id=False):
+        out = {"obj": obj, "updates": [], "has_id": display_id}
+        self.outputs.append(out)
+        return Handle(out) if display_id else None
+
+
+class Handle:
+    def __init__(self, out):
+        self.out = out
+
+    def update(self, obj):
+        self.out["updates"].append(obj)
+
+
+def row(step, total=100):
+    return {"step": step, "lr": 1e-4 * min(1.0, step / 10), "grad_norm": 1.0 + 0.1 * math.sin(step),
+            "loss/reduced_llm_loss": 3.0 * math.exp(-step / 40) + 0.5, "loss/local_loss": 3.0,
+            "time/step_time": 0.1, "runtime_info/tgs": 1234.0, "time/eta_seconds": (total - step) * 0.1}
+
+
+def run(dash, steps, clock, step_seconds=0.1, control=None, history=None, evals=()):
+    state = TrainState(total_step=steps, history=list(history or []))
+    control = control or Control()
+    dash.on_fit_begin(state, control)
+    for s in range(1, steps + 1):
+        clock.t += step_seconds
+        state.step, state.elapsed = s, s * step_seconds
+        r = row(s, steps)
+        state.history.append(r)
+        dash.on_step_end(state, r, control)
+        if s in evals:
+            ev = {"step": s, "eval/loss": 2.0 - s / 100}
+            state.history.append(ev)
+            dash.on_eval_end(state, ev, control)
+    dash.on_fit_end(state, "stopped" if control.should_stop else "finished", control)
+    return state
+
+
+def test_three_outputs_updated_in_place_and_final_frame_drawn():
+    clock, rec = FakeClock(), Recorder()
+    dash = LiveDashboard(min_interval=1.0, progress_interval=0.5, display=rec, clock=clock)
+    run(dash, 50, clock, evals=(25, 50))
+    assert len(rec.outputs) == 3  # button row, progress line, curves: nothing new per step
+    buttons, progress, plot = rec.outputs
+    assert not buttons["has_id"] and progress["has_id"] and plot["has_id"]
+    assert all(isinstance(u, Image) for u in plot["updates"])
+    assert len(plot["updates"]) == dash.stats["draws"]
+    assert plot["updates"][-1].data == dash.last_png and dash.last_png.startswith(PNG_MAGIC)
+    final = progress["updates"][-1]
+    assert isinstance(final, HTML)
+    assert "finished" in final.data and "<b>50</b>/50" in final.data and "eval loss 1.5000 @ 50" in final.data
+    assert "ETA" not in final.data  # the run is over
+    assert dash.data.cols["eval/loss"] == ([25.0, 50.0], [1.75, 1.5])
+
+
+def test_time_throttling():
+    clock, rec = FakeClock(), Recorder()
+    dash = LiveDashboard(min_interval=1.0, progress_interval=0.5, display=rec, clock=clock)
+    run(dash, 100, clock, step_seconds=0.1)  # 10 s of training
+    # first step, then every >= 1 s (10 steps), plus the final frame
+    assert 10 <= dash.stats["draws"] <= 12
+    assert 16 <= dash.stats["progress_updates"] <= 23  # every 5-6 steps (float clock)
+
+
+def test_adaptive_throttling_keeps_drawing_under_budget(monkeypatch):
+    clock, rec = FakeClock(), Recorder()
+    dash = LiveDashboard(min_interval=1.0, max_overhead=0.02, display=rec, clock=clock)
+    from xtuner_nb.notebook import plots
+
+    real_png = plots.CurvesFigure.png
+
+    def slow_png(self):  # pretend each PNG costs 0.5 s
+        clock.t += 0.5
+        return real_png(self)
+
+    monkeypatch.setattr(plots.CurvesFigure, "png", slow_png)
+    run(dash, 300, clock, step_seconds=1.0)
+    assert dash.redraw_interval == pytest.approx(25.0)  # 0.5 s / 2%
+    draws_without_final = dash.stats["draws"] - 1
+    assert draws_without_final <= 300 / 25 + 1
+    # the final frame is always drawn, so allow it on top of the 2%
+    assert (dash.stats["draw_seconds"] - 0.5) / (clock.t - 100.0) <= 0.021
+
+
+def test_stop_button_disabled_under_sync_fit():
+    clock, rec = FakeClock(), Recorder()
+    trainer = SimpleNamespace(running_async=False)
+    dash = LiveDashboard(trainer, display=rec, clock=clock)
+    state, control = TrainState(total_step=10), Control()
+    dash.on_fit_begin(state, control)
+    assert dash.button.disabled and dash.button.tooltip == STOP_HINT
+    assert "Interrupt the kernel" in dash.hint.value and "await trainer.afit()" in dash.hint.value
+
+
+def test_stop_button_live_under_afit_requests_graceful_stop():
+    clock, rec = FakeClock(), Recorder()
+    trainer = SimpleNamespace(running_async=True)
+    dash = LiveDashboard(trainer, display=rec, clock=clock)
+    state, control = TrainState(total_step=10), Control()
+    dash.on_fit_begin(state, control)
+    assert not dash.button.disabled and dash.hint.value == ""
+    state.step = 3
+    dash.on_step_end(state, row(3), control)
+    dash.button.click()  # what the widget message from the browser does
+    assert control.should_stop and control.stop_reason == "Stop button"
+    assert dash.button.disabled and dash.button.description == "stopping…"
+    dash.on_save(state, Path("/tmp/run/checkpoints/step-3"), "checkpoint", control)
+    dash.on_fit_end(state, "stopped", control)
+    final = rec.outputs[1]["updates"][-1].data
+    assert "stopped" in final and "(Stop button)" in final and "step-3" in final
+    assert dash.button.description == "Stopped"
+
+
+def test_resumed_run_shows_earlier_history():
+    clock, rec = FakeClock(), Recorder()
+    dash = LiveDashboard(display=rec, clock=clock)
+    earlier = [row(s) for s in range(1, 6)]
+    run(dash, 3, clock, history=earlier)
+    assert dash.data.cols["lr"][0][:5] == [1.0, 2.0, 3.0, 4.0, 5.0]
+
+
+def test_curve_data_ema_is_debiased():
+    data = CurveData.from_rows([{"step": 1, "loss/reduced_llm_loss": 2.0}, {"step": 2, "loss/reduced_llm_loss": 2.0}])
+    assert data.ema[1] == pytest.approx([2.0, 2.0])
+    data.add({"step": 3, "loss/reduced_llm_loss": 5.0})
+    assert data.smoothed_loss == pytest.approx((0.9 * 0.19 * 2.0 + 0.1 * 5.0) / (1 - 0.9 ** 3))
+
+
+def test_plot_history_panels(tmp_path):
+    import pandas as pd
+
+    rows = [row(s) for s in range(1, 30)]
+    fig = plot_history(pd.DataFrame(rows))
+    assert [ax.get_title() for ax in fig.axes if ax.get_visible()] == [
+        "loss", "learning rate", "grad norm", "tokens/s per GPU"]
+    rows[-1].update({"runtime_info/mfu": 0.41, "memory/max_memory_GB": 12.5})
+    rows.append({"step": 29, "eval/loss": 1.2})
+    fig = plot_history(pd.DataFrame(rows))  # eval rows make NaN columns in the DataFrame
+    assert [ax.get_title() for ax in fig.axes if ax.get_visible()][-2:] == ["MFU", "peak memory"]
+    loss_ax = fig.axes[0]
+    assert [t.get_text() for t in loss_ax.get_legend().get_texts()] == ["loss", "smoothed", "eval loss"]
+    from matplotlib.figure import Figure
+
+    other = Figure()
+    ax = other.subplots()
+    assert plot_history(rows, ax=ax) is other
+
+
+def test_save_curves_png_without_ipython(tmp_path):
+    out = tmp_path / "logs" / "curves.png"
+    code = ("import sys, json; from xtuner_nb.notebook.plots import save_curves_png; "
+            f"rows = json.loads({json.dumps(json.dumps([row(s) for s in range(1, 20)]))}); "
+            f"save_curves_png(rows, {str(out)!r}); "
+            "assert 'IPython' not in sys.modules and 'ipywidgets' not in sys.modules, sorted(sys.modules)")
+    subprocess.run([sys.executable, "-c", code], check=True)
+    assert out.read_bytes().startswith(PNG_MAGIC)
+    assert save_curves_png([], tmp_path / "empty.png").read_bytes().startswith(PNG_MAGIC)
+
+
+def _write_tracker(run_dir: Path, rows):
+    p = run_dir / "logs" / "exp_tracking" / "rank0" / "tracker.jsonl"
+    p.parent.mkdir(parents=True)
+    p.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return p
+
+
+def test_compare_runs_and_tracker_errors(tmp_path):
+    _write_tracker(tmp_path / "20260101-run-a", [row(s) for s in range(1, 20)])
+    _write_tracker(tmp_path / "20260102-run-b", [row(s) for s in range(1, 10)] + [{"step": 9, "eval/loss": 2.0}])
+    fig = compare_runs(tmp_path)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles == ["loss", "eval loss", "learning rate"]
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["20260101-run-a", "20260102-run-b"]
+    bad = _write_tracker(tmp_path / "bad", [row(1)])
+    bad.write_text(json.dumps(row(1)) + "\n{not json}\n" + json.dumps(row(2)) + "\n")
+    with pytest.raises(ValueError, match=r"tracker.jsonl:2: not valid JSON"):
+        load_tracker(bad)
+    bad.write_text(json.dumps(row(1)) + "\n" + '{"step": 2, "lr"')  # a run mid-write
+    assert len(load_tracker(bad)) == 1
+    with pytest.raises(FileNotFoundError):
+        compare_runs(tmp_path / "nothing")
+
+
+def test_auto_dashboard_is_none_outside_a_kernel():
+    assert auto_dashboard(SimpleNamespace()) is None
+    from xtuner_nb import _notebook_dashboard_factory
+
+    assert _notebook_dashboard_factory(SimpleNamespace()) is None
