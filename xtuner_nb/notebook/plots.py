@@ -180,12 +180,24 @@ def _rows_of(history: Any) -> list[dict[str, Any]]:
 
 
 def _enable_inline_png() -> None:
-    # a bare Figure is shown by IPython's PNG formatter, which matplotlib-inline registers when pyplot is imported
-    if "ipykernel" in sys.modules:
-        try:
-            import matplotlib.pyplot  # noqa: F401
-        except ImportError:
-            pass
+    """Let a returned bare Figure show as a PNG in a kernel (matplotlib-inline registers this only once pyplot
+    has drawn something), without going through pyplot, which would show the figure a second time."""
+    if "IPython" not in sys.modules:
+        return
+    from IPython import get_ipython
+
+    ip = get_ipython()
+    if ip is None:
+        return
+    from matplotlib.figure import Figure
+
+    png = ip.display_formatter.formatters["image/png"]
+    try:
+        png.lookup_by_type(Figure)
+    except KeyError:
+        from IPython.core.pylabtools import print_figure
+
+        png.for_type(Figure, lambda fig: print_figure(fig, "png", bbox_inches="tight"))
 
 
 def plot_history(df: Any, ax: Any = None, smoothing: float = 0.9, title: str | None = None):
