@@ -7,7 +7,7 @@ import torch
 from transformers.cache_utils import DynamicCache
 from transformers.masking_utils import create_causal_mask
 
-from model_testlib import VOCAB, make_pack, twin_models
+from .model_testlib import VOCAB, make_pack, twin_models
 
 ATOL = 1e-5
 

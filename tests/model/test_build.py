@@ -1,0 +1,63 @@
+"""build_qwen3: transformers' Qwen3ForCausalLM, sizes of every preset on the meta device, seeded init, dtypes."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import Qwen3ForCausalLM
+
+from .model_testlib import small_cfg
+from xtuner_nb.model import MODEL_PRESETS, MHAConfig, Qwen3DenseTinyConfig, build_qwen3
+
+# published sizes (model cards), in billions, at the precision they are published with
+PUBLISHED = {"qwen3-0.6B": (0.596, 3), "qwen3-1.7B": (1.72, 2), "qwen3-4B": (4.02, 2), "qwen3-8B": (8.19, 2),
+             "qwen3-14B": (14.77, 2), "qwen3-32B": (32.76, 2)}
+
+
+@pytest.mark.parametrize("name", sorted(MODEL_PRESETS))
+def test_meta_parameter_count_equals_num_params_and_published_size(name):
+    cfg = MODEL_PRESETS[name]()
+    model = cfg.build(device="meta")
+    assert isinstance(model, Qwen3ForCausalLM)
+    assert all(p.is_meta for p in model.parameters())
+    n = sum(p.numel() for p in model.parameters())  # tied lm_head is counted once
+    assert n == cfg.num_params()
+    if name in PUBLISHED:
+        size, digits = PUBLISHED[name]
+        assert round(n / 1e9, digits) == size
+    assert (model.lm_head.weight is model.model.embed_tokens.weight) == cfg.tie_word_embeddings
+
+
+def test_attn_impl_maps_to_transformers_names():
+    for ours, theirs in [("varlen", "xtuner_varlen"), ("sdpa", "sdpa"), ("eager", "eager")]:
+        model = small_cfg(ours).build(device="meta")
+        assert model.config._attn_implementation == theirs
+
+
+def test_random_init_is_seeded_and_uses_initializer_range():
+    cfg = Qwen3DenseTinyConfig(initializer_range=0.05)
+    torch.manual_seed(3)
+    a = cfg.build()
+    torch.manual_seed(3)
+    b = build_qwen3(cfg)
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    assert abs(a.model.layers[0].mlp.up_proj.weight.std().item() - 0.05) < 2e-3
+    assert torch.equal(a.model.norm.weight, torch.ones(128))
+    assert a.model.embed_tokens.weight.dtype == torch.float32
+
+
+def test_dtype_and_rope_buffers():
+    model = Qwen3DenseTinyConfig().build(dtype=torch.bfloat16)
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+    assert model.model.rotary_emb.inv_freq.dtype == torch.float32  # RoPE keeps fp32 frequencies
+    assert torch.get_default_dtype() == torch.float32  # restored
+
+
+@pytest.mark.parametrize("attention, message", [
+    (MHAConfig(num_attention_heads=4, num_key_value_heads=2, head_dim=32, qk_norm=False), "qk_norm"),
+    (MHAConfig(num_attention_heads=4, num_key_value_heads=2, head_dim=32, o_bias=True), "o_bias"),
+    (MHAConfig(num_attention_heads=4, num_key_value_heads=3, head_dim=32), "multiple"),
+])
+def test_shapes_transformers_cannot_express_are_refused(attention, message):
+    with pytest.raises(ValueError, match=message):
+        Qwen3DenseTinyConfig(attention=attention).build(device="meta")
