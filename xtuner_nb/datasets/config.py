@@ -1,0 +1,136 @@
+"""`DatasetConfig` and `DataloaderConfig` with XTuner v1's field names and defaults (reference §2.5).
+
+`DataloaderConfig.dataset_config_list` is XTuner's list of `{"dataset": DatasetConfig, "tokenize_fn": ...}` dicts.
+`DataloaderConfig.build(tokenizer, dp_rank=0, dp_size=1, micro_batch_size=1, seed=42)` tokenizes every file once
+(through the cache), plans the packs and returns the `PackedDataLoader` the Trainer iterates.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from ..config.base import XConfig
+
+if TYPE_CHECKING:
+    from .dataloader import PackedDataLoader
+    from .jsonl import TokenizedFile
+
+
+class DatasetConfig(XConfig):
+    anno_path: str = Field(..., description="A .jsonl file, or a folder searched recursively for *.jsonl "
+                                            "(sorted; one dataset per file).")
+    cache_dir: str | None = Field(None, description="Folder for the tokenized-data cache (None: no cache). The "
+                                                    "second start with the same file, tokenizer, template and "
+                                                    "max_length loads token ids instead of tokenizing.")
+    cache_tag: str | None = Field(None, description="With cache_dir: trust a previous run with this tag for the "
+                                                    "same file path and skip hashing the file's content.")
+    name: str = Field("default", description="Dataset name shown in statistics.")
+    class_name: Literal["JsonlDataset"] = Field("JsonlDataset", description="Dataset class (text-only: JsonlDataset).")
+    sample_ratio: float = Field(1.0, ge=0, description="Use each sample floor(r) times plus a random fraction "
+                                                       "(r=0.5: half of the samples, r=2: every sample twice).")
+    enable_sequential_sampler: bool = Field(False, description="With a fractional sample_ratio take the first "
+                                                               "samples instead of a random subset.")
+    enable_mmap_shared: bool = Field(False, description="Accepted for XTuner compatibility; no effect here "
+                                                        "(token arrays are loaded in-process).")
+    media_root: str = Field("", description="Accepted for XTuner compatibility (multimodal only); no effect.")
+    disable_filter: bool = Field(False, description="Accepted for XTuner compatibility. Empty samples carry no "
+                                                    "tokens and are always dropped (and counted).")
+    skip_bad_lines: bool = Field(False, description="Skip lines that cannot be used (bad JSON, unknown role, ...) "
+                                                    "and report how many and which, instead of stopping.")
+
+    @field_validator("anno_path", "cache_dir", mode="before")
+    @classmethod
+    def _path_to_str(cls, v):
+        return str(v) if isinstance(v, Path) else v
+
+    def build(self, tokenize_fn, progress: bool | None = None) -> list["TokenizedFile"]:
+        """Tokenize every file of this dataset with a *built* tokenize function (one TokenizedFile per file)."""
+        from .jsonl import find_jsonl_files, load_tokenized
+
+        return [load_tokenized(f, tokenize_fn, cache_dir=self.cache_dir, cache_tag=self.cache_tag,
+                               skip_bad_lines=self.skip_bad_lines, progress=progress)
+                for f in find_jsonl_files(self.anno_path)]
+
+
+class DataloaderConfig(XConfig):
+    dataset_config_list: list[dict[str, Any]] | None = Field(
+        None, description='List of {"dataset": DatasetConfig(...), "tokenize_fn": OpenaiTokenizeFunctionConfig(...)} '
+                          "(required at build).")
+    collator: str = Field("sft_llm_collator", description="'sft_llm_collator' or the dotted path of a function "
+                                                          "(instances, pack_max_length, padding_token_idx).")
+    pack_to_max_length: bool = Field(True, description="Pad every pack to pack_max_length tokens.")
+    pack_level: Literal["soft", "hard", "none"] = Field(
+        "soft", description="soft: whole samples packed up to pack_max_length; hard: exact windows, samples split at "
+                            "the edges; none: one sample per pack.")
+    pack_max_length: int = Field(32768, gt=1, description="Tokens per pack (the sequence length of one row).")
+    pack_chunk_size: int = Field(10000, gt=0, description="Soft packing works on shuffled chunks of this many "
+                                                          "samples.")
+    pack_workers: int = Field(8, ge=0, description="Accepted for XTuner compatibility; packing runs in-process.")
+    global_pack: bool = Field(True, description="Pack all datasets together (False: each file on its own).")
+    group_by_length: bool = Field(True, description="Order packs with the length-grouped sampler (default: "
+                                                    "pack_level != 'none'; must be False with pack_level='none').")
+    pack_extra_buffer_size: int = Field(100, ge=0, description="Soft packing looks this many samples ahead for "
+                                                               "short ones that fill a pack's gap.")
+    num_workers: int = Field(0, ge=0, description="DataLoader worker processes that collate packs (0: in-process).")
+    pad_token_id: int | None = Field(None, description="Padding id (None: the tokenizer's pad, else eos, else 0).")
+    tokenizer_hash: str | None = Field(None, description="Use this instead of hashing the tokenizer for cache keys.")
+    round_up: bool = Field(True, description="Repeat packs so every step has a full global batch (XTuner "
+                                             "default); False: the last step may be short.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _group_by_length_follows_pack_level(cls, data):
+        if isinstance(data, dict) and "pack_level" in data and "group_by_length" not in data:
+            data = {**data, "group_by_length": data["pack_level"] != "none"}
+        return data
+
+    @model_validator(mode="after")
+    def _none_needs_no_grouping(self):
+        if self.pack_level == "none" and self.group_by_length:
+            raise ValueError("pack_level='none' cannot be used with group_by_length=True; set group_by_length=False")
+        return self
+
+    @field_validator("dataset_config_list", mode="before")
+    @classmethod
+    def _check_entries(cls, v):
+        if v is None:
+            return v
+        if not isinstance(v, (list, tuple)):
+            raise ValueError('dataset_config_list must be a list of {"dataset": ..., "tokenize_fn": ...} dicts')
+        out = []
+        for i, entry in enumerate(v):
+            if not isinstance(entry, dict) or set(entry) != {"dataset", "tokenize_fn"}:
+                got = sorted(entry) if isinstance(entry, dict) else type(entry).__name__
+                raise ValueError(f'dataset_config_list[{i}] must be {{"dataset": DatasetConfig(...), '
+                                 f'"tokenize_fn": ...}}, got {got}')
+            ds = entry["dataset"]
+            if isinstance(ds, dict):
+                ds = DatasetConfig.from_dict(ds)
+            if not isinstance(ds, DatasetConfig):
+                raise ValueError(f"dataset_config_list[{i}]['dataset'] must be a DatasetConfig")
+            fn = entry["tokenize_fn"]
+            if isinstance(fn, dict) and "__type__" in fn:
+                fn = _load_typed(fn)
+            if not hasattr(fn, "build"):
+                raise ValueError(f"dataset_config_list[{i}]['tokenize_fn'] must be a tokenize-function config with "
+                                 "build(tokenizer, ...) (e.g. OpenaiTokenizeFunctionConfig)")
+            out.append({"dataset": ds, "tokenize_fn": fn})
+        return out
+
+    def build(self, tokenizer, dp_rank: int = 0, dp_size: int = 1, micro_batch_size: int = 1, seed: int = 42,
+              progress: bool | None = None) -> "PackedDataLoader":
+        """Tokenize (or load from cache), pack and return the loader; `micro_batch_size * dp_size` packs per step."""
+        from .dataloader import build_dataloader
+
+        return build_dataloader(self, tokenizer, dp_rank=dp_rank, dp_size=dp_size,
+                                micro_batch_size=micro_batch_size, seed=seed, progress=progress)
+
+
+def _load_typed(data: dict):
+    from ..config.base import _resolve
+
+    cls = _resolve(data["__type__"])
+    return cls.from_dict(data)

@@ -1,0 +1,160 @@
+"""Plan which samples go into which pack, once, at build time (XTuner's pack datasets, reference §4.3).
+
+A plan is a flat list of pieces `(sample, start, end)` grouped into packs. soft/none packs hold whole samples;
+hard packs cut the shuffled token stream into exact `pack_max_length` windows, so samples split at the edges.
+The concatenation itself happens in the collator.
+
+- soft (`ExpandSoftPackDataset`): seeded `torch.randperm`, chunks of `pack_chunk_size`; pop from the end while the
+  pack still fits; on overflow fill the gap with the shortest of the last `pack_extra_buffer_size` indices; an
+  over-long sample becomes a pack of its own (cut to `pack_max_length`). Every sample is used exactly once.
+- hard (`HardPackDataset`): `floor(total_tokens / pack_max_length)` windows; the tail remainder is dropped.
+- none: one sample per pack (cut to `pack_max_length`), in dataset order (the sampler shuffles).
+`longest` is the sampler's cost key: sum of `round(n/128)**2` over members (soft), longest member otherwise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+FLASH_ATTN_BLOCK = 128
+
+
+@dataclass
+class PackPlan:
+    pack_ptr: np.ndarray  # int64 [num_packs + 1]: pack p owns pieces pack_ptr[p]:pack_ptr[p+1]
+    sample: np.ndarray  # int64 [num_pieces]: global sample index of each piece
+    start: np.ndarray  # int64 [num_pieces]: first token of the piece within its sample
+    end: np.ndarray  # int64 [num_pieces]: one past the last token
+    longest: np.ndarray  # int64 [num_packs]
+
+    def __len__(self) -> int:
+        return len(self.pack_ptr) - 1
+
+    def pieces(self, p: int) -> list[tuple[int, int, int]]:
+        a, b = int(self.pack_ptr[p]), int(self.pack_ptr[p + 1])
+        return list(zip(self.sample[a:b].tolist(), self.start[a:b].tolist(), self.end[a:b].tolist()))
+
+    def pack_tokens(self) -> np.ndarray:
+        per_piece = self.end - self.start
+        csum = np.concatenate([[0], np.cumsum(per_piece)])
+        return csum[self.pack_ptr[1:]] - csum[self.pack_ptr[:-1]]
+
+    def fingerprint(self) -> str:
+        import hashlib
+
+        h = hashlib.sha256()
+        for arr in (self.pack_ptr, self.sample, self.start, self.end):
+            h.update(np.ascontiguousarray(arr, dtype=np.int64).tobytes())
+        return h.hexdigest()[:16]
+
+
+def _from_packs(packs: list[list[int]], lengths: np.ndarray, longest: list[int], limit: int) -> PackPlan:
+    sizes = np.fromiter((len(p) for p in packs), dtype=np.int64, count=len(packs))
+    ptr = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    sample = np.fromiter((i for p in packs for i in p), dtype=np.int64, count=int(ptr[-1]))
+    end = np.minimum(lengths[sample], limit).astype(np.int64)
+    return PackPlan(ptr, sample, np.zeros_like(sample), end, np.asarray(longest, dtype=np.int64))
+
+
+def _cost(n: int) -> int:
+    return round(n / FLASH_ATTN_BLOCK) ** 2
+
+
+def _soft_chunk(inds: list[int], lengths: np.ndarray, target: int, extra: int, out: list, longest: list) -> None:
+    buf: list[int] = []
+    buf_sum = cost = 0
+    while inds:
+        i = inds.pop()
+        n = int(lengths[i])
+        if n + buf_sum <= target:
+            buf.append(i)
+            buf_sum += n
+            cost += _cost(n)
+            continue
+        if buf:
+            if buf_sum != target and extra > 0 and inds:
+                window = inds[-extra:]
+                wl = lengths[window]
+                room, acc, chosen = target - buf_sum, 0, []
+                for k in np.argsort(wl):  # shortest first, while they still fit
+                    acc += int(wl[k])
+                    if acc <= room:
+                        chosen.append(int(k))
+                    if acc >= room:
+                        break
+                for k in chosen:
+                    buf.append(window[k])
+                    cost += _cost(int(wl[k]))
+                base = len(inds) - len(window)
+                for pos in sorted((base + k for k in chosen), reverse=True):
+                    inds.pop(pos)
+            out.append(buf)
+            longest.append(cost)
+        buf, buf_sum, cost = [i], n, _cost(n)
+    if buf:
+        out.append(buf)
+        longest.append(cost)
+
+
+def plan_soft(lengths: np.ndarray, groups: list[np.ndarray], pack_max_length: int, seed: int,
+              pack_chunk_size: int = 10000, pack_extra_buffer_size: int = 100, progress: bool = False) -> PackPlan:
+    """`groups`: global sample indices packed together (one group = global_pack; one per dataset otherwise)."""
+    import torch
+
+    g = torch.Generator()
+    g.manual_seed(seed)
+    packs: list[list[int]] = []
+    longest: list[int] = []
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=int(sum(len(x) for x in groups)), desc="Packing", unit="samples", leave=False)
+    for group in groups:
+        perm = group[torch.randperm(len(group), generator=g).numpy()].tolist()
+        for c in range(0, len(perm), pack_chunk_size):
+            chunk = perm[c:c + pack_chunk_size]
+            _soft_chunk(list(chunk), lengths, pack_max_length, pack_extra_buffer_size, packs, longest)
+            if bar is not None:
+                bar.update(len(chunk))
+    if bar is not None:
+        bar.close()
+    plan = _from_packs(packs, lengths, longest, pack_max_length)
+    used = np.sort(plan.sample)
+    expected = np.sort(np.concatenate(groups)) if groups else used
+    assert np.array_equal(used, expected), "soft packing must use every sample exactly once"
+    return plan
+
+
+def plan_hard(lengths: np.ndarray, groups: list[np.ndarray], pack_max_length: int, seed: int) -> PackPlan:
+    import torch
+
+    g = torch.Generator()
+    g.manual_seed(seed)
+    ptr, sample, start, end, longest = [0], [], [], [], []
+    for group in groups:
+        perm = group[torch.randperm(len(group), generator=g).numpy()]
+        lens = lengths[perm].astype(np.int64)
+        cu = np.concatenate([[0], np.cumsum(lens)])
+        for w in range(int(cu[-1] // pack_max_length)):
+            begin, stop = w * pack_max_length, (w + 1) * pack_max_length
+            s = int(np.searchsorted(cu, begin, side="right") - 1)
+            e = int(np.searchsorted(cu, stop - 1, side="right") - 1)
+            ks = np.arange(s, e + 1)
+            st = np.where(ks == s, begin - cu[s], 0)
+            en = np.where(ks == e, stop - cu[e], lens[ks])
+            sample.extend(perm[ks].tolist())
+            start.extend(st.tolist())
+            end.extend(en.tolist())
+            ptr.append(ptr[-1] + len(ks))
+            longest.append(int((en - st).max()))
+    as64 = lambda x: np.asarray(x, dtype=np.int64)  # noqa: E731
+    return PackPlan(as64(ptr), as64(sample), as64(start), as64(end), as64(longest))
+
+
+def plan_none(lengths: np.ndarray, groups: list[np.ndarray], pack_max_length: int) -> PackPlan:
+    order = np.concatenate(groups) if groups else np.zeros(0, np.int64)
+    return _from_packs([[int(i)] for i in order], lengths, np.minimum(lengths[order], pack_max_length).tolist(),
+                       pack_max_length)
