@@ -10,11 +10,11 @@ import pytest
 pytest.importorskip("nbclient")
 
 FEED_EVENTS = textwrap.dedent("""
-    import hashlib, math
+    import hashlib, math, time
     from xtuner_nb.notebook.dashboard import LiveDashboard
     from xtuner_nb.train.events import Control, TrainState
 
-    dash = LiveDashboard(min_interval=0.2)
+    dash = LiveDashboard(min_interval=0.2, max_overhead=0.5)  # a generous budget: several frames in 1.5 s
     state, control = TrainState(total_step=30), Control()
     dash.on_fit_begin(state, control)
     for s in range(1, 31):
@@ -23,6 +23,7 @@ FEED_EVENTS = textwrap.dedent("""
              "runtime_info/tgs": 1000.0}
         state.history.append(r)
         dash.on_step_end(state, r, control)
+        time.sleep(0.05)
     dash.on_fit_end(state, "finished", control)
 """)
 

@@ -12,8 +12,10 @@ The Stop button: a synchronous `fit()` keeps the kernel busy, so a click would o
 stop (interrupt the kernel: the Trainer turns KeyboardInterrupt into a graceful stop). Under `await trainer.afit()`
 the loop yields to the event loop between steps, clicks arrive, and the button asks for a graceful stop.
 
-Redraws are throttled by time and by cost: the figure is redrawn at most every `min_interval` seconds, and never more
-often than keeps the measured drawing time under `max_overhead` (2%) of wall time. The final frame is always drawn.
+Redraws are throttled by time and by a budget: the figure is redrawn at most every `min_interval` seconds, and only
+while the time spent in this hook so far, plus the measured cost of one more frame, stays under `max_overhead` (2%)
+of the wall time since the fit began. An expensive frame (the first one loads fonts) simply delays the next; the
+progress line (cheap HTML) keeps moving meanwhile. The final frame is always drawn.
 """
 
 from __future__ import annotations
@@ -92,6 +94,8 @@ class LiveDashboard(Hook):
     """
 
     main_process_only = True
+    FIRST_DRAW_GUESS = 0.1  # seconds a frame is assumed to cost before one was measured
+    replaces_console_log = True  # the Trainer then keeps per-step log lines off the notebook (warnings stay)
 
     def __init__(self, trainer: Any = None, *, min_interval: float = 1.0, max_overhead: float = 0.02,
                  progress_interval: float = 0.5, smoothing: float = 0.9, live_stop: bool | None = None,
@@ -113,9 +117,9 @@ class LiveDashboard(Hook):
         self._state: TrainState | None = None
         self._last_save: tuple[int, str, str] | None = None
         self._end: tuple[str, str | None] | None = None
-        self._begin, self._begin_step = clock(), 0
+        self._begin, self._begin_step, self._elapsed0 = clock(), 0, 0.0
         self._last_draw = self._last_progress = -float("inf")
-        self._draw_cost = 0.0
+        self._draw_cost = self.FIRST_DRAW_GUESS
 
     # ---- is the Stop button usable? --------------------------------------------------------------------------
     @property
@@ -152,9 +156,10 @@ class LiveDashboard(Hook):
         t0 = self._clock()
         self._control, self._state, self._end = control, state, None
         self._begin = t0
-        self._begin_step = state.step
+        self._begin_step, self._elapsed0 = state.step, state.elapsed or 0.0
         self._last_draw = self._last_progress = -float("inf")
-        self._draw_cost = 0.0
+        self._draw_cost = self.FIRST_DRAW_GUESS
+        self.stats = {"draws": 0, "progress_updates": 0, "draw_seconds": 0.0, "hook_seconds": 0.0}
         self.data = CurveData(self.smoothing)
         for row in state.history:  # a resumed or continued run shows its whole curve
             self.data.add(row)
@@ -166,7 +171,7 @@ class LiveDashboard(Hook):
         self._sync_button()
         self._display(W.HBox([self.button, self.hint], layout=W.Layout(align_items="center")))
         self._progress_handle = self._display(HTML(self._progress_html(state)), display_id=True)
-        self._plot_handle = self._display(HTML("<i style='color:#888'>curves appear after the first step…</i>"),
+        self._plot_handle = self._display(HTML("<i style='color:#888'>curves appear after a few seconds of training…</i>"),
                                           display_id=True)
         self.stats["hook_seconds"] += self._clock() - t0
 
@@ -207,13 +212,11 @@ class LiveDashboard(Hook):
         self.stats["hook_seconds"] += self._clock() - t0
 
     # ---- throttling ------------------------------------------------------------------------------------------
-    @property
-    def redraw_interval(self) -> float:
-        """Seconds between figure redraws now: at least min_interval, and long enough to stay under max_overhead."""
-        return max(self.min_interval, self._draw_cost / self.max_overhead if self.max_overhead > 0 else 0.0)
-
     def _draw_due(self, now: float) -> bool:
-        return self.stats["draws"] == 0 or now - self._last_draw >= self.redraw_interval
+        if now - self._last_draw < self.min_interval:
+            return False
+        budget = self.max_overhead * (now - self._begin)
+        return self.stats["hook_seconds"] + self._draw_cost <= budget
 
     @property
     def overhead(self) -> float:
@@ -234,8 +237,7 @@ class LiveDashboard(Hook):
         if self._plot_handle is not None:
             self._plot_handle.update(image)
         cost = self._clock() - t0
-        # the first draw pays for fonts and figure setup: do not let it set the pace alone
-        self._draw_cost = cost if self.stats["draws"] == 0 else 0.7 * self._draw_cost + 0.3 * cost
+        self._draw_cost = cost
         self.stats["draws"] += 1
         self.stats["draw_seconds"] += cost
         self._last_draw = self._clock()
@@ -255,7 +257,8 @@ class LiveDashboard(Hook):
     def _progress_html(self, state: TrainState) -> str:
         step, total = state.step, state.total_step or 0
         row = self.data.last
-        elapsed = state.elapsed or (self._clock() - self._begin)
+        # state.elapsed may only count earlier sessions until the fit ends: add this session's clock
+        elapsed = max(state.elapsed or 0.0, self._elapsed0 + self._clock() - self._begin)
         eta = row.get("time/eta_seconds")
         if eta is None and total and step > self._begin_step:
             eta = (self._clock() - self._begin) / (step - self._begin_step) * (total - step)
