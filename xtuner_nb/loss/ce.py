@@ -86,7 +86,8 @@ def _chunked_forward(h: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor
                      chunk_size: int, ignore_idx: int, grad_h_needed: bool, grad_w_needed: bool):
     """Loss sum, and optionally its gradients w.r.t. h ([L,H], h's dtype) and weight ([V,H], weight's dtype).
 
-    Per chunk of c rows the only vocab-sized tensors are the [c, V] logits (fp32) and their low-precision copy.
+    Per chunk of c rows the only vocab-sized tensors are the fp32 [c, V] logits (softmax and gradient are computed
+    in their buffer) and, for bf16/fp16 inputs, one low-precision [c, V] copy.
     d(CE_i * w_i)/d(logits_i) = w_i * (softmax(logits_i) - onehot(label_i)).
     """
     total = torch.zeros((), device=h.device, dtype=torch.float32)
@@ -99,20 +100,26 @@ def _chunked_forward(h: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor
         keep = lab != ignore_idx
         tgt = torch.where(keep, lab, torch.zeros_like(lab))
         logits = F.linear(hc, weight).float()
-        lse = torch.logsumexp(logits, dim=-1)
-        ce = lse - logits.gather(1, tgt[:, None]).squeeze(1)
+        target_logit = logits.gather(1, tgt[:, None]).squeeze(1)
+        row_max = logits.amax(dim=-1, keepdim=True)
+        exp = logits.sub_(row_max).exp_()  # in place: torch.logsumexp would allocate a second [c, V] buffer
+        sum_exp = exp.sum(dim=-1, keepdim=True)
+        ce = (row_max + sum_exp.log()).squeeze(1) - target_logit
         scale = torch.where(keep, wc, torch.zeros_like(wc))  # w is 0 on ignored labels anyway; be safe
         total += (ce * scale).sum()
         if not (grad_h_needed or grad_w_needed):
+            del logits, exp
             continue
-        g = logits.sub_(lse[:, None]).exp_()  # softmax, in place of the logits
+        g = exp.div_(sum_exp)  # softmax, still in the logits' buffer
         g[torch.arange(g.shape[0], device=g.device), tgt] -= 1.0
         g.mul_(scale[:, None])
         if grad_h_needed:
             grad_h[start:start + chunk_size] = (g.to(weight.dtype) @ weight).to(h.dtype)
-        if grad_w_needed:
-            grad_w += g.to(hc.dtype).t() @ hc  # in-place add upcasts
-        del logits, g
+        if grad_w_needed and hc.dtype == torch.float32:
+            grad_w.addmm_(g.t(), hc)
+        elif grad_w_needed:  # bf16/fp16 matmul (fp32 accumulation inside), summed over chunks in fp32
+            grad_w += g.to(hc.dtype).t() @ hc
+        del logits, exp, g
     return total, grad_h, None if grad_w is None else grad_w.to(weight.dtype)
 
 
