@@ -216,18 +216,33 @@ def test_meta_init_then_to_empty_then_load(tmp_path):
     assert (_logits(model) - _logits(theirs)).abs().max().item() < 1e-5
 
 
-def test_peft_wrapped_model_loads_and_saves(tmp_path):
+def test_peft_wrapped_model_loads_and_saves_merged(tmp_path):
     peft = pytest.importorskip("peft")
     path = _hf_checkpoint(tmp_path / "ck", tie=True)
     cfg = Qwen3DenseConfig.from_hf(path)
-    model = peft.get_peft_model(cfg.build(), peft.LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
+    lora = peft.LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"])
+    model = peft.get_peft_model(cfg.build(), lora)
     load_hf_weights(model, path)  # base weights by HF name; LoRA weights are not in an HF checkpoint
     theirs = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32)
     assert (_logits(model) - _logits(theirs)).abs().max().item() < 1e-5  # LoRA B starts at zero
+
+    with torch.no_grad():  # pretend training moved the adapters
+        for name, p in model.named_parameters():
+            if "lora_" in name:
+                p.normal_(0, 0.05)
+    trained = _logits(model)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    out = save_hf(model, cfg, tmp_path / "out", dtype=torch.float32)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # model left unmerged
+    exported = AutoModelForCausalLM.from_pretrained(str(out))
+    assert (_logits(exported) - trained).abs().max().item() < 1e-4
+    assert (_logits(exported) - _logits(model.merge_and_unload())).abs().max().item() < 1e-5
+
+    tied_lora = peft.get_peft_model(cfg.build(), peft.LoraConfig(r=4, target_modules=["q_proj", "embed_tokens"]))
+    with pytest.raises(ValueError, match="LoRA on .*embed_tokens.*tied"):
+        save_hf(tied_lora, cfg, tmp_path / "tied")
     with pytest.raises(ValueError, match="merge_and_unload"):
-        save_hf(model, cfg, tmp_path / "out")
-    out = save_hf(model.merge_and_unload(), cfg, tmp_path / "out", dtype=torch.float32)
-    assert (_logits(AutoModelForCausalLM.from_pretrained(str(out))) - _logits(theirs)).abs().max().item() < 1e-5
+        save_hf({"model.layers.0.self_attn.q_proj.lora_A.default.weight": torch.zeros(4, 128)}, cfg, tmp_path / "x")
 
 
 def test_parse_size():

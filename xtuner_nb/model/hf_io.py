@@ -208,8 +208,8 @@ def save_hf(state_dict_or_model: nn.Module | Mapping[str, torch.Tensor], model_c
             max_shard_size: int | str = "4GB") -> Path:
     """Write an HF folder that `AutoModelForCausalLM.from_pretrained(path)` loads; returns `path`.
 
-    `state_dict_or_model`: a model (plain or peft with merged/no LoRA, or compiled), or a plain state dict of full
-    tensors. For FSDP2, gather on every rank with
+    `state_dict_or_model`: a model (plain, compiled, or peft: active LoRA adapters are merged into the saved
+    weights, the model is left as it is), or a plain state dict of full tensors. For FSDP2, gather on every rank with
     `torch.distributed.checkpoint.state_dict.get_model_state_dict(model, options=StateDictOptions(
     full_state_dict=True, cpu_offload=True))` and call `save_hf(that_dict, ...)` on rank 0 only.
     Weights are cast to `dtype` shard by shard (files of at most `max_shard_size`, "4GB" = 4e9 bytes, "4GiB" =
@@ -243,11 +243,16 @@ def save_hf(state_dict_or_model: nn.Module | Mapping[str, torch.Tensor], model_c
 
 
 def _full_state_dict(obj: nn.Module | Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    raw = obj.state_dict() if isinstance(obj, nn.Module) else dict(obj)
-    lora = [k for k in raw if "lora_" in k]
-    if lora:
-        raise ValueError(f"save_hf: the model still has LoRA adapters ({lora[0]}, ...); merge them first "
-                         "(peft: model.merge_and_unload()) or pass a merged state dict")
+    if isinstance(obj, nn.Module):
+        raw = obj.state_dict()
+        raw.update(_merged_lora_weights(obj))
+    else:
+        raw = dict(obj)
+        lora = [k for k in raw if "lora_" in k]
+        if lora:
+            raise ValueError(f"save_hf: the state dict holds LoRA adapter weights ({lora[0]}, ...) that cannot be "
+                             "merged without their peft config; pass the peft model itself, or merge first "
+                             "(model.merge_and_unload())")
     out: dict[str, torch.Tensor] = {}
     for raw_name, t in raw.items():
         name = hf_name(raw_name)
@@ -261,6 +266,49 @@ def _full_state_dict(obj: nn.Module | Mapping[str, torch.Tensor]) -> dict[str, t
             raise ValueError(f"save_hf: {raw_name} is on the meta device (no values to save)")
         out[name] = t
     return out
+
+
+def _merged_lora_weights(model: nn.Module) -> dict[str, torch.Tensor]:
+    """`<layer>.base_layer.weight` + the active LoRA deltas, computed aside: the model itself is not changed.
+
+    Same numbers as peft's `merge_and_unload()`, so a LoRA run exports as a plain HF model.
+    """
+    merged = {}
+    tied = _tied_weight(model)
+    for name, module in model.named_modules():
+        if not (hasattr(module, "get_delta_weight") and hasattr(module, "base_layer")):
+            continue
+        if getattr(module, "merged", False) or getattr(module, "disable_adapters", False):
+            continue  # deltas already inside the base weight, or switched off
+        adapters = [a for a in module.active_adapters
+                    if a in getattr(module, "lora_A", {}) or a in getattr(module, "lora_embedding_A", {})]
+        if not adapters:
+            continue
+        if any(getattr(module, "use_dora", {}).get(a, False) for a in adapters):
+            raise ValueError(f"save_hf: {name} uses DoRA; merge it with peft first (model.merge_and_unload())")
+        if tied is not None and module.base_layer.weight is tied:
+            raise ValueError(f"save_hf: LoRA on {name}, whose weight is tied to the other end of the model "
+                             "(tie_word_embeddings=True): a merged tied matrix would change both ends, which is not "
+                             "the model that was trained; leave embed_tokens/lm_head out of target_modules")
+        with torch.no_grad():
+            weight = module.base_layer.weight.detach()
+            delta = sum(module.get_delta_weight(a) for a in adapters)
+            merged[f"{name}.base_layer.weight"] = weight + delta.to(weight.dtype)
+    return merged
+
+
+def _tied_weight(model: nn.Module) -> torch.Tensor | None:
+    from transformers import PreTrainedModel
+
+    for module in model.modules():
+        if isinstance(module, PreTrainedModel):
+            head, emb = module.get_output_embeddings(), module.get_input_embeddings()
+            head_w = getattr(head, "weight", None)
+            if hasattr(head, "base_layer"):
+                head_w = head.base_layer.weight
+            emb_w = emb.base_layer.weight if hasattr(emb, "base_layer") else getattr(emb, "weight", None)
+            return emb_w if head_w is not None and head_w is emb_w else None
+    return None
 
 
 def _check_against_config(tensors: dict[str, torch.Tensor], model_cfg: "Qwen3DenseConfig") -> dict[str, torch.Tensor]:
