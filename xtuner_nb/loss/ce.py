@@ -82,6 +82,7 @@ def lm_loss(hidden: torch.Tensor, lm_head_weight: torch.Tensor, shifted_labels: 
     # eval: the same chunking without gradient buffers
     return _chunked_forward(h, lm_head_weight, labels, w, cfg.chunk_size, cfg.ignore_idx, False, False)[0]
 
+
 def _chunked_forward(h: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, w: torch.Tensor,
                      chunk_size: int, ignore_idx: int, grad_h_needed: bool, grad_w_needed: bool):
     """Loss sum, and optionally its gradients w.r.t. h ([L,H], h's dtype) and weight ([V,H], weight's dtype).
@@ -113,13 +114,15 @@ def _chunked_forward(h: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor
         g = exp.div_(sum_exp)  # softmax, still in the logits' buffer
         g[torch.arange(g.shape[0], device=g.device), tgt] -= 1.0
         g.mul_(scale[:, None])
-        if grad_h_needed:
-            grad_h[start:start + chunk_size] = (g.to(weight.dtype) @ weight).to(h.dtype)
-        if grad_w_needed and hc.dtype == torch.float32:
-            grad_w.addmm_(g.t(), hc)
-        elif grad_w_needed:  # bf16/fp16 matmul (fp32 accumulation inside), summed over chunks in fp32
-            grad_w += g.to(hc.dtype).t() @ hc
+        g_mm = g if g.dtype == hc.dtype else g.to(hc.dtype)  # bf16/fp16 matmuls accumulate in fp32 inside
         del logits, exp, g
+        if grad_h_needed:
+            grad_h[start:start + chunk_size] = g_mm @ weight
+        if grad_w_needed and g_mm.dtype == torch.float32:
+            grad_w.addmm_(g_mm.t(), hc)
+        elif grad_w_needed:  # low-precision product per chunk, summed over chunks in fp32
+            grad_w += g_mm.t() @ hc
+        del g_mm
     return total, grad_h, None if grad_w is None else grad_w.to(weight.dtype)
 
 
