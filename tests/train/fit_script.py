@@ -1,0 +1,39 @@
+"""A training script run by the subprocess tests, alone or under torchrun: the same file works both ways.
+
+usage: python fit_script.py TINY_CKPT WORK_DIR JSON_OVERRIDES [STEP_SLEEP_SECONDS]
+Prints `LOSS <step> <loss>` per step on rank 0.
+"""
+
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from tests.train.helpers import small_config  # noqa: E402
+from xtuner_nb.train import Hook, Trainer  # noqa: E402
+from xtuner_nb.train.dist import teardown_distributed  # noqa: E402
+
+
+class PrintLoss(Hook):
+    def __init__(self, sleep: float):
+        self.sleep = sleep
+
+    def on_step_end(self, state, metrics, control):
+        print(f"LOSS {state.step} {metrics['loss/reduced_llm_loss']:.10f}", flush=True)
+        time.sleep(self.sleep)  # widen the window in which a signal can land
+
+
+def main() -> None:
+    tiny, work_dir, over = Path(sys.argv[1]), Path(sys.argv[2]), json.loads(sys.argv[3])
+    sleep = float(sys.argv[4]) if len(sys.argv) > 4 else 0.0
+    trainer = Trainer.from_config(small_config(tiny, work_dir, **over), hooks=[PrintLoss(sleep)])
+    try:
+        trainer.fit()
+    finally:
+        teardown_distributed()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,28 @@
+"""Builders shared by the trainer tests: one small, fast, deterministic run on the demo data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def small_config(tiny_ckpt: Path, work_dir: Path, **over: Any):
+    from xtuner_nb.config import AdamWConfig, FSDPConfig, LRConfig
+    from xtuner_nb.datasets import DataloaderConfig, DatasetConfig, OpenaiTokenizeFunctionConfig
+    from xtuner_nb.datasets.demo import demo_data_path
+    from xtuner_nb.model import Qwen3DenseConfig
+    from xtuner_nb.train import TrainerConfig
+
+    dl = over.pop("dataloader_cfg", None) or DataloaderConfig(
+        dataset_config_list=[{"dataset": DatasetConfig(anno_path=demo_data_path("train")),
+                              "tokenize_fn": OpenaiTokenizeFunctionConfig(chat_template="qwen3", max_length=256)}],
+        pack_max_length=256)
+    fields = dict(model_cfg=Qwen3DenseConfig.from_hf(tiny_ckpt), load_from=tiny_ckpt, tokenizer_path=tiny_ckpt,
+                  dataloader_cfg=dl, optim_cfg=AdamWConfig(lr=1e-3), lr_cfg=LRConfig(lr_type="cosine", warmup_ratio=0),
+                  fsdp_cfg=FSDPConfig(recompute_ratio=0.0), total_step=4, work_dir=work_dir, device="cpu")
+    fields.update(over)
+    return TrainerConfig(**fields)
+
+
+def losses(trainer) -> list[float]:
+    return list(trainer.history["loss/reduced_llm_loss"])

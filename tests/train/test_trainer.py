@@ -1,0 +1,178 @@
+"""Trainer.fit() in this process on CPU: layout, logs, XTuner step semantics, resume, NaN skip, saves."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from tests.train.helpers import losses, small_config
+
+TRACKER_KEYS = {"step", "lr", "grad_norm", "loss/reduced_llm_loss", "loss/local_loss", "time/step_time",
+                "time/data_time", "time/eta_seconds", "runtime_info/text_tokens", "runtime_info/tgs",
+                "runtime_info/exp_tgs", "memory/max_memory_GB", "runtime_info/mfu"}
+
+
+def test_fit_layout_logs_history_and_hf_export(tiny_ckpt, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from xtuner_nb.train import Trainer
+
+    trainer = Trainer.from_config(small_config(tiny_ckpt, tmp_path, total_step=3, checkpoint_interval=2))
+    trainer.fit()
+    exp = trainer.exp_dir
+    assert exp.parent == tmp_path and (tmp_path / ".xtuner").is_file()
+    rows = [json.loads(line) for line in (exp / "logs/exp_tracking/rank0/tracker.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3]
+    assert TRACKER_KEYS <= set(rows[0])
+    assert (exp / "logs/rank0.log").read_text().count("reduced_llm_loss") == 3
+    assert list(trainer.history["step"]) == [1, 2, 3]
+    assert sorted(p.name for p in (exp / "checkpoints").iterdir()) == ["ckpt-step-2", "ckpt-step-3"]
+    for name in ("weights", "dataloader.pt", "lr_scheduler.pt", "rng_rank0.pt", "train_state.json",
+                 "trainer_config.json"):
+        assert (exp / "checkpoints/ckpt-step-3" / name).exists(), name
+    assert (exp / "hf-latest").resolve() == (exp / "hf-3").resolve()
+    hf = AutoModelForCausalLM.from_pretrained(exp / "hf-latest")
+    assert hf.dtype == torch.bfloat16
+    trained = {k: v for k, v in trainer.model.state_dict().items()}
+    ref = trained["model.layers.0.mlp.down_proj.weight"].to(torch.bfloat16)
+    assert torch.equal(hf.model.layers[0].mlp.down_proj.weight.data, ref)
+
+
+def test_first_step_loss_equals_transformers_token_mean(tiny_ckpt, tmp_path):
+    """Step-1 loss == token-mean CE of transformers' own Qwen3 run on each packed sample alone."""
+    from transformers import AutoModelForCausalLM
+
+    from xtuner_nb.train import Trainer
+
+    cfg = small_config(tiny_ckpt, tmp_path, total_step=1, global_batch_size=3)
+    trainer = Trainer.from_config(cfg)
+    trainer.loader.set_epoch(1)
+    packs = next(iter(trainer.loader))  # the exact packs step 1 will see
+    trainer.fit()
+    ref = AutoModelForCausalLM.from_pretrained(tiny_ckpt, attn_implementation="sdpa", dtype=torch.float32).eval()
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for p in packs:
+            cu = p["cu_seq_lens"].tolist()
+            for a, b in zip(cu[:-1], cu[1:]):
+                ids, labels = p["input_ids"][:, a:b], p["shifted_labels"][0, a:b]
+                if (labels != -100).sum() == 0:
+                    continue
+                logits = ref(input_ids=ids).logits[0].float()
+                ce = torch.nn.functional.cross_entropy(logits, labels, ignore_index=-100, reduction="sum")
+                total, count = total + ce.item(), count + int((labels != -100).sum())
+    assert losses(trainer)[0] == pytest.approx(total / count, abs=1e-5)
+
+
+def test_accumulation_does_not_change_the_loss(tiny_ckpt, tmp_path):
+    """gbs=4 as one step of 4 packs; the same packs give the same loss and update with chunk loss too."""
+    from xtuner_nb.loss import CELossConfig
+    from xtuner_nb.train import Trainer
+
+    a = Trainer.from_config(small_config(tiny_ckpt, tmp_path / "a", global_batch_size=4, total_step=2))
+    a.fit()
+    b = Trainer.from_config(small_config(tiny_ckpt, tmp_path / "b", global_batch_size=4, total_step=2,
+                                         loss_cfg=CELossConfig(mode="chunk", chunk_size=64)))
+    b.fit()
+    assert losses(a) == pytest.approx(losses(b), abs=1e-5)
+
+
+def test_recompute_gives_identical_training(tiny_ckpt, tmp_path):
+    from xtuner_nb.config import FSDPConfig
+    from xtuner_nb.train import Trainer
+
+    a = Trainer.from_config(small_config(tiny_ckpt, tmp_path / "a", total_step=3))
+    a.fit()
+    b = Trainer.from_config(small_config(tiny_ckpt, tmp_path / "b", total_step=3,
+                                         fsdp_cfg=FSDPConfig(recompute_ratio=1.0)))
+    assert "recompute 4/4" in (b.log_dir / "rank0.log").read_text()
+    b.fit()
+    assert losses(a) == pytest.approx(losses(b), abs=1e-6)
+
+
+def test_nan_grad_skips_the_update(tiny_ckpt, tmp_path):
+    from xtuner_nb.train import Hook, Trainer
+
+    trainer = Trainer.from_config(small_config(tiny_ckpt, tmp_path, total_step=3))
+    w = trainer.model.model.layers[0].mlp.down_proj.weight
+    poison = {"on": False}
+    w.register_hook(lambda g: g * float("nan") if poison["on"] else g)
+
+    class PoisonSecondStep(Hook):
+        def on_step_end(self, state, metrics, control):
+            poison["on"] = state.step == 1  # step 2's backward produces NaN grads
+            snapshots.append(w.detach().clone())
+
+    snapshots = []
+    trainer.hooks.append(PoisonSecondStep())
+    trainer.fit()
+    rows = trainer.history.to_dict("records")
+    assert math.isnan(rows[1]["grad_norm"]) and rows[1].get("skipped_update") is True
+    assert torch.equal(snapshots[0], snapshots[1])  # step 2 changed nothing
+    assert not torch.equal(snapshots[1], snapshots[2]) and torch.isfinite(w).all()
+
+
+def test_stop_request_then_fit_again_continues_in_the_same_kernel(tiny_ckpt, tmp_path):
+    from xtuner_nb.train import Hook, Trainer
+
+    ref = Trainer.from_config(small_config(tiny_ckpt, tmp_path / "ref", total_step=4))
+    ref.fit()
+
+    class StopAt2(Hook):
+        def on_step_end(self, state, metrics, control):
+            if state.step == 2:
+                control.request_stop("test")
+
+    t = Trainer.from_config(small_config(tiny_ckpt, tmp_path / "run", total_step=4), hooks=[StopAt2()])
+    t.fit()
+    assert t.cur_step == 2 and (t.exp_dir / "checkpoints/ckpt-step-2/train_state.json").is_file()
+    t.hooks.clear()
+    t.fit()
+    assert losses(t) == pytest.approx(losses(ref), abs=1e-6)
+
+
+def test_auto_resume_in_a_new_trainer_is_exact(tiny_ckpt, tmp_path):
+    from xtuner_nb.train import Trainer
+
+    ref = Trainer.from_config(small_config(tiny_ckpt, tmp_path / "ref", total_step=5, global_batch_size=2))
+    ref.fit()
+    first = Trainer.from_config(small_config(tiny_ckpt, tmp_path / "run", total_step=5, global_batch_size=2,
+                                             checkpoint_interval=3))
+    first.total_step = 3  # run the first 3 steps only, as if the kernel died after the step-3 checkpoint
+    first.fit()
+    first.close()
+    again = Trainer.from_config(small_config(tiny_ckpt, tmp_path / "run", total_step=5, global_batch_size=2,
+                                             checkpoint_interval=3, auto_resume=True))
+    assert again.cur_step == 3 and again.exp_dir == first.exp_dir
+    again.fit()
+    assert losses(again)[3:] == pytest.approx(losses(ref)[3:], abs=1e-6)
+    assert len(losses(again)) == 5
+
+
+def test_half_written_checkpoint_is_ignored_and_maxkeep_prunes(tiny_ckpt, tmp_path):
+    from xtuner_nb.train import Trainer
+
+    t = Trainer.from_config(small_config(tiny_ckpt, tmp_path, total_step=4, checkpoint_interval=1,
+                                         checkpoint_maxkeep=2))
+    t.fit()
+    ckdir = t.exp_dir / "checkpoints"
+    assert sorted(p.name for p in ckdir.iterdir()) == ["ckpt-step-3", "ckpt-step-4"]
+    # a crash in the middle of saving step 5 leaves a .tmp folder and no train_state.json
+    (ckdir / "ckpt-step-5.tmp" / "weights").mkdir(parents=True)
+    (ckdir / "ckpt-step-6").mkdir()  # torn rename target without train_state.json
+    t.close()
+    again = Trainer.from_config(small_config(tiny_ckpt, tmp_path, total_step=4, auto_resume=True))
+    assert again.cur_step == 4
+
+
+def test_train_package_imports_no_ui():
+    import subprocess
+    import sys
+
+    code = ("import sys, xtuner_nb.train, xtuner_nb.train.trainer; "
+            "bad = [m for m in ('ipywidgets', 'matplotlib', 'IPython') if m in sys.modules]; print(bad)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -1,0 +1,165 @@
+"""Checkpoints that survive a crash or a kill: write into `<name>.tmp`, then rename.
+
+A checkpoint directory `checkpoints/ckpt-step-N/` holds
+  weights/             model + optimizer (torch DCP: sharded under FSDP2, one file set in a single process)
+  dataloader.pt        data position (epoch and steps consumed in it)
+  lr_scheduler.pt      scheduler state
+  rng_rank{r}.pt       python / torch (and CUDA) RNG states of every rank
+  trainer_config.json  the run's config
+  train_state.json     step, epoch, tokens, time -- written last: no train_state.json, no checkpoint
+A half-written checkpoint is a `*.tmp` directory, ignored when resuming and removed at the next save.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import shutil
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed.checkpoint as dcp
+from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict, set_state_dict
+
+from .dist import barrier
+
+CKPT_RE = re.compile(r"^ckpt-step-(\d+)$")
+META_FILE = ".xtuner"
+
+
+def list_checkpoints(exp_dir: Path) -> list[Path]:
+    """Complete checkpoints of an experiment, oldest first."""
+    root = Path(exp_dir) / "checkpoints"
+    if not root.is_dir():
+        return []
+    done = [p for p in root.iterdir() if CKPT_RE.match(p.name) and (p / "train_state.json").is_file()]
+    return sorted(done, key=lambda p: int(CKPT_RE.match(p.name).group(1)))
+
+
+def _rng_state() -> dict[str, Any]:
+    state = {"python": random.getstate(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    try:
+        import numpy as np
+
+        state["numpy"] = np.random.get_state()
+    except ImportError:
+        pass
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    if "numpy" in state:
+        import numpy as np
+
+        np.random.set_state(state["numpy"])
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def save_checkpoint(path: Path, *, model, optimizer, scheduler, loader_state: dict, train_state: dict,
+                    config_json: str | None, rank: int, frozen_ok: bool = True) -> Path:
+    """Collective: every rank calls it. Returns the final directory."""
+    tmp = path.with_name(path.name + ".tmp")
+    if rank == 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    barrier()
+    model_sd, optim_sd = get_state_dict(model, optimizer, options=StateDictOptions(ignore_frozen_params=frozen_ok))
+    with warnings.catch_warnings():  # "assuming the intent is to save in a single process": it is
+        warnings.filterwarnings("ignore", message=".*torch.distributed is disabled.*")
+        dcp.save({"model": model_sd, "optimizer": optim_sd}, checkpoint_id=str(tmp / "weights"))
+    torch.save(_rng_state(), tmp / f"rng_rank{rank}.pt")
+    barrier()
+    if rank == 0:
+        torch.save(loader_state, tmp / "dataloader.pt")
+        torch.save(scheduler.state_dict(), tmp / "lr_scheduler.pt")
+        if config_json is not None:
+            (tmp / "trainer_config.json").write_text(config_json, encoding="utf-8")
+        (tmp / "train_state.json").write_text(json.dumps({**train_state, "saved_at": time.time()}), encoding="utf-8")
+        if path.exists():  # re-saving the same step (e.g. a stop right after a scheduled save)
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    barrier()
+    return path
+
+
+def load_checkpoint(path: Path, *, model, optimizer, scheduler, rank: int, load_optimizer: bool = True,
+                    load_scheduler: bool = True, frozen_ok: bool = True) -> dict[str, Any]:
+    """Restore in place; returns {'train_state': ..., 'loader_state': ...}."""
+    path = Path(path)
+    if not (path / "train_state.json").is_file():
+        raise FileNotFoundError(f"{path}: not a complete checkpoint (no train_state.json)")
+    opts = StateDictOptions(ignore_frozen_params=frozen_ok)
+    model_sd, optim_sd = get_state_dict(model, optimizer, options=opts)
+    state = {"model": model_sd, "optimizer": optim_sd} if load_optimizer else {"model": model_sd}
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*torch.distributed is disabled.*")
+        dcp.load(state, checkpoint_id=str(path / "weights"))
+    set_state_dict(model, optimizer, model_state_dict=state["model"],
+                   optim_state_dict=state["optimizer"] if load_optimizer else optim_sd, options=opts)
+    if load_scheduler:
+        scheduler.load_state_dict(torch.load(path / "lr_scheduler.pt", weights_only=False))
+    rng_file = path / f"rng_rank{rank}.pt"
+    if rng_file.exists():
+        _set_rng_state(torch.load(rng_file, weights_only=False))
+    return {"train_state": json.loads((path / "train_state.json").read_text()),
+            "loader_state": torch.load(path / "dataloader.pt", weights_only=False)}
+
+
+def prune(paths: list[Path], maxkeep: int | None) -> list[Path]:
+    """Delete the oldest entries beyond `maxkeep` (<=0 or None keeps all); returns the ones removed."""
+    if not maxkeep or maxkeep <= 0 or len(paths) <= maxkeep:
+        return []
+    doomed = paths[: len(paths) - maxkeep]
+    for p in doomed:
+        if p.is_symlink():
+            p.unlink()
+        else:
+            shutil.rmtree(p, ignore_errors=True)
+    return doomed
+
+
+def remove_stale_tmp(exp_dir: Path) -> None:
+    root = Path(exp_dir) / "checkpoints"
+    if root.is_dir():
+        for p in root.glob("*.tmp"):
+            shutil.rmtree(p, ignore_errors=True)
+
+
+# ---- the work_dir registry (.xtuner) -----------------------------------------------------------------------------
+def read_meta(work_dir: Path) -> dict[str, Any]:
+    f = Path(work_dir) / META_FILE
+    if not f.is_file():
+        return {"exps": []}
+    try:
+        return json.loads(f.read_text(encoding="utf-8"))
+    except json.JSONDecodeError:
+        return {"exps": []}
+
+
+def write_meta(work_dir: Path, meta: dict[str, Any]) -> None:
+    _atomic_write_text(Path(work_dir) / META_FILE, json.dumps(meta, indent=2))
+
+
+def point_symlink(link: Path, target: Path) -> None:
+    """Re-point `hf-latest` atomically (a relative link, so the work_dir can move)."""
+    tmp = link.with_name(link.name + ".tmp")
+    if tmp.is_symlink() or tmp.exists():
+        tmp.unlink()
+    os.symlink(os.path.relpath(target, link.parent), tmp)
+    os.replace(tmp, link)

@@ -1,0 +1,60 @@
+"""`TrainerConfig`: every argument of `Trainer(...)` in one serialisable object (XTuner v1 names and defaults)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from ..config import AdamWConfig, FSDPConfig, LRConfig, XConfig
+from ..datasets import DataloaderConfig
+from ..loss import CELossConfig
+from ..model import Qwen3DenseConfig
+
+
+class LoadCheckpointConfig(XConfig):
+    checkpoint_path: Path | None = Field(None, description="A ckpt-step-N folder to start from (new experiment dir).")
+    load_optimizer_states: bool = Field(True, description="Restore AdamW moments.")
+    load_dataset: bool = Field(True, description="Continue the data stream where the checkpoint stopped.")
+    load_scheduler: bool = Field(True, description="Restore the LR schedule position.")
+
+
+class TrainerConfig(XConfig):
+    model_cfg: Qwen3DenseConfig = Field(description="Model architecture, e.g. Qwen3Dense8BConfig().")
+    load_from: Path | None = Field(None, description="Local HF folder (config.json + *.safetensors); None = random init.")
+    tokenizer_path: Path | None = Field(None, description="Tokenizer folder (usually = load_from); None = toy UTF-8 byte tokenizer.")
+    dataset_cfg: list[dict[str, Any]] | None = Field(
+        None, description="Deprecated (XTuner): list of {'dataset': DatasetConfig, 'tokenize_fn': ...}; "
+                          "overrides dataloader_cfg.dataset_config_list.")
+    dataloader_cfg: DataloaderConfig = Field(default_factory=DataloaderConfig, description="Packing and batching.")
+    optim_cfg: AdamWConfig = Field(default_factory=AdamWConfig, description="Optimizer.")
+    lr_cfg: LRConfig = Field(default_factory=LRConfig, description="Learning-rate schedule.")
+    loss_cfg: CELossConfig = Field(default_factory=CELossConfig, description="Cross-entropy mode and reduction.")
+    fsdp_cfg: FSDPConfig | None = Field(None, description="Precision, recompute and FSDP2 options (None = defaults).")
+    global_batch_size: int | None = Field(
+        None, ge=1, description="Packs per optimizer step over all ranks (None = one pack per rank).")
+    total_step: int | None = Field(None, ge=1, description="Optimizer steps to run (exclusive with total_epoch).")
+    total_epoch: int | None = Field(None, ge=1, description="Epochs to run (default 1 when total_step is unset).")
+    work_dir: Path | None = Field(None, description="Run folder; None = ./work_dir.")
+    log_dir: Path | None = Field(None, description="Logs folder; None = <exp_dir>/logs.")
+    auto_resume: bool = Field(False, description="Continue the latest experiment in work_dir from its last checkpoint.")
+    load_checkpoint_cfg: LoadCheckpointConfig = Field(default_factory=LoadCheckpointConfig,
+                                                      description="Start from a given checkpoint.")
+    strict_load: bool = Field(True, description="HF weight keys must match the model exactly.")
+    checkpoint_interval: int | None = Field(-1, description="-1: save at the end only; N: every N steps and at the end; None: never.")
+    checkpoint_maxkeep: int | None = Field(-1, description="Keep the newest N checkpoints (<=0 / None: keep all).")
+    hf_interval: int | None = Field(None, description="HF export every N steps (None: at the end).")
+    hf_max_keep: int | None = Field(None, description="Keep the newest N HF exports (None: keep all).")
+    exp_tracker: Literal["jsonl"] = Field("jsonl", description="Metrics sink (tracker.jsonl, as XTuner).")
+    seed: int = Field(42, description="Seeds python/torch RNGs, packing and the sampler.")
+    do_clip: bool = Field(True, description="Clip gradients to optim_cfg.max_grad_norm.")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when available, else CPU.")
+    dist_backend: str | None = Field(None, description="torch.distributed backend (None: gloo on CPU, nccl on CUDA).")
+    debug_skip_save: bool = Field(False, description="Disable every checkpoint and HF export.")
+
+    @model_validator(mode="after")
+    def _step_or_epoch(self):
+        if self.total_step is not None and self.total_epoch is not None:
+            raise ValueError("set total_step or total_epoch, not both")
+        return self

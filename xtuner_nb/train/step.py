@@ -1,0 +1,103 @@
+"""One optimizer step as XTuner v1 defines it: `global_batch_size` packs, one forward/backward per pack.
+
+The loss of the step is the token mean over *every* pack of *every* rank: each pack's loss is divided by the
+step-wide denominator (the sum of loss weights, all-reduced), so summing the micro-step losses gives exactly the
+loss of one big batch -- independent of the number of ranks and of gradient accumulation ("global loss
+calibration"). `sample`/`square` reductions only change the per-token weights.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..loss import CELossConfig, lm_loss, loss_weights
+from .dist import all_reduce_sum
+
+
+def enable_packed_loss(model: nn.Module) -> nn.Module:
+    """Teach a transformers CausalLM to return our loss when given packed labels; generation is untouched.
+
+    The loss must run inside the root module's forward: under FSDP2 the lm_head weight is only gathered there.
+    """
+    cls = type(model)
+    if getattr(cls, "_xtuner_packed_loss", False):
+        return model
+
+    def forward(self, *args, shifted_labels=None, loss_weights=None, loss_denominator=None, loss_cfg=None, **kw):
+        if shifted_labels is None:
+            return cls.forward(self, *args, **kw)
+        hidden = self.model(*args, **kw).last_hidden_state
+        return lm_loss(hidden, self.lm_head.weight, shifted_labels, loss_weights, loss_denominator, loss_cfg)
+
+    model.__class__ = type(cls.__name__, (cls,), {"forward": forward, "_xtuner_packed_loss": True,
+                                                  "__module__": cls.__module__})
+    return model
+
+
+def pack_inputs(pack: dict, device: torch.device) -> dict:
+    cu = pack["cu_seq_lens"].to(device=device, dtype=torch.int32)
+    return dict(input_ids=pack["input_ids"].to(device), position_ids=pack["position_ids"].to(device),
+                cu_seq_lens_q=cu, cu_seq_lens_k=cu, max_length_q=int(pack["max_length"]),
+                max_length_k=int(pack["max_length"]))
+
+
+@dataclass
+class StepResult:
+    reduced_loss: float  # the calibrated step loss (same on every rank)
+    local_loss: float  # this rank's own token mean
+    text_tokens: int  # non-padding tokens on this rank (prompt tokens included, as XTuner)
+    loss_tokens: int
+    attn_len: float  # sum(len_i^2)/sum(len_i): the effective attended length, for FLOPs
+
+
+def forward_backward(model: nn.Module, packs: list[dict], loss_cfg: CELossConfig, device: torch.device,
+                     world_size: int, autocast_dtype: torch.dtype | None) -> StepResult:
+    weights = [loss_weights(p["shifted_labels"], p["cu_seq_lens"], loss_cfg.loss_reduction, loss_cfg.ignore_idx)
+               .to(device) for p in packs]
+    local_denom = torch.stack([w.sum() for w in weights]).sum().double()
+    denom = all_reduce_sum(local_denom.clone()).clamp_min(1e-12)
+    local_sum = torch.zeros((), dtype=torch.float64, device=device)
+    fsdp = hasattr(model, "set_requires_gradient_sync")
+    for i, (pack, w) in enumerate(zip(packs, weights)):
+        if fsdp:  # reduce-scatter gradients once per step, after the last pack
+            model.set_requires_gradient_sync(i == len(packs) - 1)
+        with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+            loss = model(**pack_inputs(pack, device), shifted_labels=pack["shifted_labels"].to(device),
+                         loss_weights=w, loss_denominator=denom.float(), loss_cfg=loss_cfg)
+        # FSDP2 averages gradients over ranks; the calibrated loss wants their sum.
+        (loss * world_size if world_size > 1 else loss).backward()
+        local_sum += loss.detach().double()
+    reduced = all_reduce_sum(local_sum.clone())
+    lens = torch.cat([p["cu_seq_lens"].diff() for p in packs]).double()
+    pad = sum(int(p["num_padding"]) for p in packs)
+    real = lens.sum().item() - pad
+    return StepResult(
+        reduced_loss=float(reduced),
+        local_loss=float(local_sum * denom / local_denom) if local_denom > 0 else 0.0,
+        text_tokens=int(real),
+        loss_tokens=int(sum(int((p["shifted_labels"] != loss_cfg.ignore_idx).sum()) for p in packs)),
+        attn_len=float((lens ** 2).sum() / lens.sum()) if lens.sum() > 0 else 0.0,
+    )
+
+
+def clip_and_step(model: nn.Module, optimizer: torch.optim.Optimizer, max_norm: float, do_clip: bool,
+                  skip_threshold: float | None) -> tuple[float, bool]:
+    """Global L2 grad norm (DTensor-aware), clip, then step -- or skip the update on NaN/Inf (or over threshold).
+
+    Returns (grad_norm, updated)."""
+    params = [p for p in model.parameters() if p.grad is not None]
+    norm = torch.nn.utils.get_total_norm([p.grad for p in params], norm_type=2.0, foreach=None)
+    if hasattr(norm, "full_tensor"):
+        norm = norm.full_tensor()
+    value = float(norm)
+    ok = math.isfinite(value) and (skip_threshold is None or value <= skip_threshold)
+    if ok:
+        if do_clip:
+            torch.nn.utils.clip_grads_with_norm_(params, max_norm, norm)
+        optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return value, ok
