@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 SINGLE_FILE = "model.safetensors"
 INDEX_FILE = "model.safetensors.index.json"
-TIED_KEY, EMBED_KEY = "lm_head.weight", "model.embed_tokens.weight"
+TIED_KEY = "lm_head.weight"  # dropped on save when tied, as transformers does
 _WRAPPER_PARTS = ("_orig_mod.", "_checkpoint_wrapped_module.", "_fsdp_wrapped_module.")
 _PREFIXES = ("base_model.model.", "module.")
 
@@ -44,9 +44,9 @@ def load_hf_weights(model: nn.Module, path: str | Path, strict: bool = True) -> 
     """Copy the safetensors weights of the HF folder `path` into `model`, keeping the model's dtype and device.
 
     A bf16 checkpoint loaded into an fp32 model gives fp32 master weights. A tied model (lm_head is the embedding)
-    takes `model.embed_tokens.weight` and ignores a redundant `lm_head.weight`. Shape mismatches always raise;
-    missing or unexpected keys raise when `strict`. FSDP2 (DTensor) parameters are filled shard by shard: every rank
-    reads the files and keeps its own shard. Call it before `fully_shard` or after, but not on the meta device
+    takes `model.embed_tokens.weight`, ignores a redundant `lm_head.weight`, and is re-tied first if `to_empty()`
+    untied it. Shape mismatches always raise; missing or unexpected keys raise when `strict`. FSDP2 (DTensor)
+    parameters are filled shard by shard: every rank reads the files and keeps its own shard. Call it before `fully_shard` or after, but not on the meta device
     (use `model.to_empty(device=...)` first; RoPE buffers are recomputed here, since `to_empty` leaves them garbage).
     """
     path = Path(path)
