@@ -1,6 +1,7 @@
 """A real kernel (nbclient, as nbmake runs notebooks): the saved notebook keeps the dashboard's final frame."""
 
 import base64
+import json
 import hashlib
 import textwrap
 
@@ -67,3 +68,84 @@ def test_saved_notebook_holds_final_frame_as_png_and_html(tmp_path):
     assert "application/vnd.jupyter.widget-view+json" in form_out
     assert "Qwen3Dense8BConfig(num_hidden_layers=16)" in form_out["text/html"]
     assert saved.metadata.get("widgets"), "widget state is stored in the notebook"
+
+
+BUILD_TRAINER = textwrap.dedent("""
+    from pathlib import Path
+    from xtuner_nb.config import AdamWConfig, FSDPConfig, LRConfig
+    from xtuner_nb.datasets import DataloaderConfig, DatasetConfig, OpenaiTokenizeFunctionConfig
+    from xtuner_nb.datasets.demo import demo_data_path
+    from xtuner_nb.model import Qwen3DenseConfig, make_tiny_checkpoint
+    from xtuner_nb.notebook.dashboard import LiveDashboard
+    from xtuner_nb.train import Trainer
+
+    tiny = make_tiny_checkpoint(Path("tiny"), seed=0)
+    dl = DataloaderConfig(dataset_config_list=[{"dataset": DatasetConfig(anno_path=demo_data_path("train")),
+                          "tokenize_fn": OpenaiTokenizeFunctionConfig(chat_template="qwen3", max_length=128)}],
+                          pack_max_length=128)
+    trainer = Trainer(model_cfg=Qwen3DenseConfig.from_hf(tiny), load_from=tiny, tokenizer_path=tiny,
+                      dataloader_cfg=dl, optim_cfg=AdamWConfig(lr=1e-3), lr_cfg=LRConfig(warmup_ratio=0),
+                      fsdp_cfg=FSDPConfig(recompute_ratio=0.0), total_step=6, work_dir=Path("work_dir"),
+                      device="cpu", hf_interval=None)
+    dash = LiveDashboard(trainer)  # kept in a variable so the cell below can press its button
+    trainer.hooks.append(dash)
+""")
+
+# the click arrives through the event loop while afit() yields, as a browser click's comm message does
+AFIT_WITH_CLICK = textwrap.dedent("""
+    import asyncio
+
+    async def press_stop_after_step(n):
+        while trainer.cur_step < n or dash.button is None or dash.button.disabled:
+            await asyncio.sleep(0)  # look again after every step
+        dash.button.click()
+
+    await asyncio.gather(trainer.afit(), press_stop_after_step(2))
+    print("STOPPED_AT", trainer.cur_step)
+""")
+
+
+# the button while a synchronous fit() runs: disabled, with the hint (read by a hook during the run)
+SYNC_FIT = textwrap.dedent("""
+    from xtuner_nb.train.events import Hook
+
+    class Peek(Hook):
+        def on_step_end(self, state, metrics, control):
+            seen.add((dash.button.disabled, "Interrupt the kernel" in dash.hint.value))
+
+    seen = set()
+    trainer.hooks.append(Peek())
+    trainer.fit()
+    print("FINISHED_AT", trainer.cur_step, "SYNC_BUTTON", sorted(seen))
+""")
+
+
+def test_real_fit_then_afit_stop_button_in_a_kernel(tmp_path):
+    pytest.importorskip("xtuner_nb.train.trainer")
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(BUILD_TRAINER),
+                nbformat.v4.new_code_cell(AFIT_WITH_CLICK),
+                nbformat.v4.new_code_cell(SYNC_FIT),
+                nbformat.v4.new_code_cell("trainer.plot()")]
+    saved = _execute(nb, tmp_path)
+
+    def outputs(cell):
+        return {k: o for o in cell.outputs for k in o.get("data", {})}, "".join(
+            o.get("text", "") for o in cell.outputs if o.output_type == "stream")
+
+    data, text = outputs(saved.cells[1])
+    stopped_at = int(text.split("STOPPED_AT")[1].split()[0])
+    assert 2 <= stopped_at <= 3
+    progress = [o.data["text/html"] for o in saved.cells[1].outputs if "text/html" in o.get("data", {})]
+    assert any("stopped" in p and "(Stop button)" in p and "saved checkpoint" in p for p in progress), progress
+    assert "image/png" in data  # the final frame of the stopped run
+
+    data, text = outputs(saved.cells[2])
+    assert "FINISHED_AT 6" in text
+    progress = [o.data["text/html"] for o in saved.cells[2].outputs if "text/html" in o.get("data", {})]
+    assert any("finished" in p and "<b>6</b>/6" in p for p in progress)
+    assert "image/png" in data
+    assert "[INFO] Epoch" not in text  # the dashboard replaces the per-step log lines
+    assert any("image/png" in o.get("data", {}) for o in saved.cells[3].outputs)
+    assert "SYNC_BUTTON [(True, True)]" in text  # disabled, hint shown, during the whole sync fit()
+    assert "Done" in json.dumps(saved.metadata["widgets"])  # the button's final state is saved
