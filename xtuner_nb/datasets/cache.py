@@ -22,8 +22,8 @@ import numpy as np
 
 logger = logging.getLogger("xtuner_nb.datasets")
 
-CACHE_FORMAT = 1
-ARRAYS = ("input_ids", "labels", "offsets", "lines")
+CACHE_FORMAT = 2
+ARRAYS = ("input_ids", "labels", "offsets", "lines", "loss_counts")
 _SAFE = re.compile(r"^[A-Za-z0-9_.=-]{1,120}$")
 
 
@@ -86,8 +86,9 @@ def load_entry(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]] | Non
             arrays[name] = arr
         n = len(arrays["lines"])
         off = arrays["offsets"]
-        if len(off) != n + 1 or off[0] != 0 or off[-1] != len(arrays["input_ids"]) or \
-                len(arrays["labels"]) != len(arrays["input_ids"]) or (n and np.any(np.diff(off) < 0)):
+        if len(off) != n + 1 or len(arrays["loss_counts"]) != n or off[0] != 0 or \
+                off[-1] != len(arrays["input_ids"]) or len(arrays["labels"]) != len(arrays["input_ids"]) or \
+                (n and np.any(np.diff(off) < 0)):
             raise ValueError("inconsistent offsets/lengths")
     except Exception as e:  # noqa: BLE001 - anything wrong with an entry means: rebuild it
         logger.warning("Dataset cache entry %s is corrupted or incomplete (%s); rebuilding it.", path, e)

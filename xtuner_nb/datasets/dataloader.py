@@ -279,7 +279,7 @@ def build_dataloader(cfg: "DataloaderConfig", tokenizer, *, dp_rank: int = 0, dp
             s_local.append(local)
             groups.append(np.arange(n_total, n_total + len(local), dtype=np.int64))
             n_total += len(local)
-            loss = tf.loss_counts()
+            loss = tf.loss_counts
             dstats.append(DatasetStats(
                 name=ds.name, path=tf.path, lines=tf.num_lines, samples=len(local),
                 dropped_empty=int(len(tf) - len(valid)), truncated=tf.truncated,
@@ -319,17 +319,17 @@ def build_dataloader(cfg: "DataloaderConfig", tokenizer, *, dp_rank: int = 0, dp
 
 def _loader_stats(cfg, files, sample_file, sample_local, lengths, plan: PackPlan, dstats, steps) -> LoaderStats:
     tokens = int(plan.pack_tokens().sum())
-    # labelled tokens inside the planned pieces, via per-file prefix sums of the label mask
+    # labelled tokens inside the planned pieces: whole samples from the per-sample counts, cut pieces counted
     loss_tokens = 0
-    piece_file = sample_file[plan.sample]
-    piece_local = sample_local[plan.sample]
+    piece_file, piece_local = sample_file[plan.sample], sample_local[plan.sample]
+    whole = (plan.start == 0) & (plan.end == lengths[plan.sample])
     for fid, tf in enumerate(files):
-        sel = piece_file == fid
-        if not sel.any():
-            continue
-        off = tf.offsets[piece_local[sel]]
-        csum = np.concatenate([[0], np.cumsum(tf.labels != -100)])
-        loss_tokens += int((csum[off + plan.end[sel]] - csum[off + plan.start[sel]]).sum())
+        sel = (piece_file == fid) & whole
+        loss_tokens += int(tf.loss_counts[piece_local[sel]].sum())
+    for k in np.nonzero(~whole)[0].tolist():
+        tf = files[int(piece_file[k])]
+        off = int(tf.offsets[int(piece_local[k])])
+        loss_tokens += int(np.count_nonzero(tf.labels[off + int(plan.start[k]): off + int(plan.end[k])] != -100))
     cut = int((lengths > cfg.pack_max_length).sum()) if cfg.pack_level != "hard" else 0
     tail = int(lengths.sum()) - tokens if cfg.pack_level == "hard" else 0
     return LoaderStats(

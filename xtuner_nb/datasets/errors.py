@@ -20,25 +20,3 @@ class DataFormatError(ValueError):
     def __reduce__(self):  # survive pickling through DataLoader workers
         return type(self), (self.path, self.line, self.detail)
 
-
-def format_validation_error(err) -> str:
-    """pydantic's ValidationError as one short line per problem: `messages[1].role: Input should be ... (got 'bot')`."""
-    parts = []
-    for e in err.errors(include_url=False):
-        loc = ""
-        for piece in e.get("loc", ()):
-            loc += f"[{piece}]" if isinstance(piece, int) else (f".{piece}" if loc else str(piece))
-        msg = e.get("msg", "invalid")
-        if e.get("type") == "extra_forbidden":
-            msg = "unknown key"
-        elif e.get("type") == "missing":
-            msg = "missing required key"
-        got = e.get("input")
-        shown = "" if e.get("type") == "missing" or isinstance(got, (dict, list)) else f" (got {_short(got)})"
-        parts.append(f"{loc}: {msg}{shown}" if loc else f"{msg}{shown}")
-    return "; ".join(dict.fromkeys(parts))
-
-
-def _short(value, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -42,6 +42,7 @@ class TokenizedFile:
     labels: np.ndarray
     offsets: np.ndarray
     lines: np.ndarray
+    loss_counts: np.ndarray  # tokens with a label (!= -100) per sample
     num_lines: int = 0
     skipped: list[tuple[int, str]] = field(default_factory=list)
     truncated: int = 0
@@ -54,12 +55,6 @@ class TokenizedFile:
     @property
     def lengths(self) -> np.ndarray:
         return np.diff(self.offsets)
-
-    def loss_counts(self) -> np.ndarray:
-        """Tokens with a label (!= -100) per sample."""
-        trained = (self.labels != -100).astype(np.int64)
-        csum = np.concatenate([[0], np.cumsum(trained)])
-        return csum[self.offsets[1:]] - csum[self.offsets[:-1]]
 
     def sample(self, i: int) -> dict[str, Any]:
         a, b = int(self.offsets[i]), int(self.offsets[i + 1])
@@ -190,11 +185,21 @@ def tokenize_records(path: Path, data: bytes, fn, skip_bad_lines: bool, limit: i
         bar.close()
     offsets = np.zeros(len(lens) + 1, dtype=np.int64)
     np.cumsum(np.asarray(lens, dtype=np.int64), out=offsets[1:])
+    labels = np.concatenate(label_parts) if label_parts else np.zeros(0, np.int32)
     return TokenizedFile(
         path=str(path), input_ids=np.concatenate(ids_parts) if ids_parts else np.zeros(0, np.int32),
-        labels=np.concatenate(label_parts) if label_parts else np.zeros(0, np.int32), offsets=offsets,
-        lines=np.asarray(line_nos, dtype=np.int32), num_lines=len(line_nos) + len(skipped), skipped=skipped,
-        truncated=truncated, longest_before_truncation=longest)
+        labels=labels, offsets=offsets, lines=np.asarray(line_nos, dtype=np.int32),
+        loss_counts=count_per_sample(labels != -100, offsets), num_lines=len(line_nos) + len(skipped),
+        skipped=skipped, truncated=truncated, longest_before_truncation=longest)
+
+
+def count_per_sample(mask: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """`mask[offsets[i]:offsets[i+1]].sum()` for every sample i, in one pass."""
+    counts = np.zeros(len(offsets) - 1, dtype=np.int64)
+    nonempty = np.nonzero(offsets[1:] > offsets[:-1])[0]
+    if len(nonempty):
+        counts[nonempty] = np.add.reduceat(mask, offsets[:-1][nonempty], dtype=np.int64)
+    return counts
 
 
 def _describe(e: Exception) -> str:
@@ -231,8 +236,7 @@ def load_tokenized(path: str | Path, fn, *, cache_dir: str | Path | None = None,
             entry = _cache.entry_dir(cache_dir, fhash, fn_hash)
     tf = tokenize_records(path, data, fn, skip_bad_lines, progress=progress)
     if cache_dir is not None:
-        _cache.save_entry(entry, {"input_ids": tf.input_ids, "labels": tf.labels, "offsets": tf.offsets,
-                                  "lines": tf.lines},
+        _cache.save_entry(entry, {k: getattr(tf, k) for k in _cache.ARRAYS},
                           {"file": str(path), "file_hash": fhash, "fn_hash": fn_hash, "num_lines": tf.num_lines,
                            "skipped": tf.skipped, "truncated": tf.truncated,
                            "longest_before_truncation": tf.longest_before_truncation})

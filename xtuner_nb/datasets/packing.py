@@ -58,41 +58,43 @@ def _from_packs(packs: list[list[int]], lengths: np.ndarray, longest: list[int],
     return PackPlan(ptr, sample, np.zeros_like(sample), end, np.asarray(longest, dtype=np.int64))
 
 
-def _cost(n: int) -> int:
-    return round(n / FLASH_ATTN_BLOCK) ** 2
+def _costs(lengths: np.ndarray) -> list[int]:
+    """`round(n / 128) ** 2` per sample (round half to even, like Python's round)."""
+    return (np.rint(lengths / FLASH_ATTN_BLOCK).astype(np.int64) ** 2).tolist()
 
 
-def _soft_chunk(inds: list[int], lengths: np.ndarray, target: int, extra: int, out: list, longest: list) -> None:
+def _soft_chunk(inds: list[int], lengths: list[int], costs: list[int], target: int, extra: int, out: list,
+                longest: list) -> None:
     buf: list[int] = []
     buf_sum = cost = 0
     while inds:
         i = inds.pop()
-        n = int(lengths[i])
+        n = lengths[i]
         if n + buf_sum <= target:
             buf.append(i)
             buf_sum += n
-            cost += _cost(n)
+            cost += costs[i]
             continue
         if buf:
             if buf_sum != target and extra > 0 and inds:
                 window = inds[-extra:]
-                wl = lengths[window]
+                wl = [lengths[j] for j in window]
                 room, acc, chosen = target - buf_sum, 0, []
-                for k in np.argsort(wl):  # shortest first, while they still fit
-                    acc += int(wl[k])
+                for k in np.argsort(np.asarray(wl)).tolist():  # shortest first, while they still fit
+                    acc += wl[k]
                     if acc <= room:
-                        chosen.append(int(k))
+                        chosen.append(k)
                     if acc >= room:
                         break
                 for k in chosen:
                     buf.append(window[k])
-                    cost += _cost(int(wl[k]))
+                    cost += costs[window[k]]
                 base = len(inds) - len(window)
                 for pos in sorted((base + k for k in chosen), reverse=True):
                     inds.pop(pos)
             out.append(buf)
             longest.append(cost)
-        buf, buf_sum, cost = [i], n, _cost(n)
+        buf, buf_sum, cost = [i], n, costs[i]
     if buf:
         out.append(buf)
         longest.append(cost)
@@ -112,11 +114,12 @@ def plan_soft(lengths: np.ndarray, groups: list[np.ndarray], pack_max_length: in
         from tqdm.auto import tqdm
 
         bar = tqdm(total=int(sum(len(x) for x in groups)), desc="Packing", unit="samples", leave=False)
+    length_list, costs = lengths.tolist(), _costs(lengths)
     for group in groups:
         perm = group[torch.randperm(len(group), generator=g).numpy()].tolist()
         for c in range(0, len(perm), pack_chunk_size):
             chunk = perm[c:c + pack_chunk_size]
-            _soft_chunk(list(chunk), lengths, pack_max_length, pack_extra_buffer_size, packs, longest)
+            _soft_chunk(list(chunk), length_list, costs, pack_max_length, pack_extra_buffer_size, packs, longest)
             if bar is not None:
                 bar.update(len(chunk))
     if bar is not None:
