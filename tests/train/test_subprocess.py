@@ -65,7 +65,7 @@ def test_torchrun_two_cpu_ranks_matches_one_rank(tiny_ckpt, tmp_path):
     over = {"total_step": 3, "global_batch_size": 2}
     one = _run([sys.executable, str(SCRIPT), str(tiny_ckpt), str(tmp_path / "one"), json.dumps(over)])
     assert one.returncode == 0, one.stderr
-    two = _run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=2", "--master-port=0",
+    two = _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
                 str(SCRIPT), str(tiny_ckpt), str(tmp_path / "two"), json.dumps(over)])
     assert two.returncode == 0, two.stderr[-3000:]  # the exit code too: teardown must be clean
     l1, l2 = _losses(one.stdout), _losses(two.stdout)

@@ -42,7 +42,7 @@ def pack_inputs(pack: dict, device: torch.device) -> dict:
     cu = pack["cu_seq_lens"].to(device=device, dtype=torch.int32)
     return dict(input_ids=pack["input_ids"].to(device), position_ids=pack["position_ids"].to(device),
                 cu_seq_lens_q=cu, cu_seq_lens_k=cu, max_length_q=int(pack["max_length"]),
-                max_length_k=int(pack["max_length"]))
+                max_length_k=int(pack["max_length"]), use_cache=False)  # transformers 5 builds a KV cache otherwise
 
 
 @dataclass

@@ -28,7 +28,10 @@ from ..datasets import DataloaderConfig
 from . import checkpoint as ckpt
 from .config import TrainerConfig
 from .dist import DistInfo, all_reduce_max, barrier, broadcast_object, init_distributed, teardown_distributed
+from .evaluate import build_evaluator
 from .events import DEFAULT_HOOK_FACTORIES, Control, Hook, TrainState, call_hooks
+from .lora import apply_lora, base_fingerprint, check_resume as check_lora_resume, describe as describe_lora
+from .lora import resume_record as lora_resume_record, save_lora_hf
 from .parallel import apply_recompute, compute_dtype, place_model
 from .step import clip_and_step, enable_packed_loss, forward_backward
 from .tracker import JsonlTracker, format_step_line, get_logger, read_tracker, set_console_level, setup_logging
@@ -60,6 +63,7 @@ class Trainer:
         self.logger.info(f"exp_dir: {self.exp_dir}  device: {self.dist.device}  world_size: {self.dist.world_size}")
         self.tokenizer = self._build_tokenizer()
         self._build_data()
+        self.evaluator = build_evaluator(self)  # eval data and prompts (None when no eval is configured)
         self._build_model()
         self.optimizer = cfg.optim_cfg.build([p for p in self.model.parameters() if p.requires_grad])
         self.lr_scheduler = cfg.lr_cfg.build(self.optimizer, self.total_step)
@@ -135,11 +139,18 @@ class Trainer:
         vocab = len(self.tokenizer)
         if vocab > self.model_cfg.vocab_size:
             raise ValueError(f"tokenizer has {vocab} tokens but model_cfg.vocab_size is {self.model_cfg.vocab_size}")
-        model = self.model_cfg.build(device="cpu", dtype=torch.float32)
+        lora = cfg.lora_cfg  # LoRA: the frozen base needs no fp32 master copy, it lives in the compute dtype
+        model = self.model_cfg.build(device="cpu", dtype=torch.float32 if lora is None
+                                     else compute_dtype(self.fsdp_cfg, self.dist.device))
         if cfg.load_from is not None:
             load_hf_weights(model, cfg.load_from, strict=cfg.strict_load)
             self.logger.info(f"loaded weights from {cfg.load_from}")
         enable_packed_loss(model)
+        self._lora_record = lora_resume_record(None, None)
+        if lora is not None:  # a fresh base in every Trainer: re-running the cell never stacks adapters
+            self._lora_record = lora_resume_record(lora, base_fingerprint(model))
+            model = apply_lora(model, lora, base_model_name_or_path=cfg.load_from)
+            self.logger.info(describe_lora(model, lora))
         n = apply_recompute(model, self.fsdp_cfg)
         self.model = place_model(model, self.fsdp_cfg, self.dist)
         self.model.train()
@@ -158,6 +169,8 @@ class Trainer:
             path = found[-1] if found else path
         if path is None:
             return
+        lora = self._lora_record["lora"]
+        check_lora_resume(Path(path), self.config.lora_cfg, lora and lora["base"])
         out = ckpt.load_checkpoint(Path(path), model=self.model, optimizer=self.optimizer,
                                    scheduler=self.lr_scheduler, rank=self.dist.rank,
                                    load_optimizer=lc.load_optimizer_states, load_scheduler=lc.load_scheduler)
@@ -190,11 +203,31 @@ class Trainer:
     def request_stop(self, reason: str = "stop requested") -> None:
         self._stop_reason = reason
 
+    def evaluate(self) -> dict[str, Any]:
+        """Eval loss and generation checks of the model as it is now; recorded in tracker.jsonl (a row with this
+        step and the `eval/...` keys) and in `history`. Training is not affected (see `evaluate.py`)."""
+        if self.evaluator is None:
+            raise ValueError("nothing to evaluate: set eval_dataloader_cfg and/or eval_prompts in the TrainerConfig")
+        row = {"step": self.cur_step, **self.evaluator.run(self.model, self.autocast_dtype)}
+        self._rows.append(row)
+        if self.tracker:
+            self.tracker.write(row)
+        n = f" {row['eval/correct']}/{row['eval/scored']} answers right" if "eval/scored" in row else ""
+        loss = f" loss {row['eval/loss']:.6f}" if "eval/loss" in row else ""
+        self.logger.info(f"Eval at step {self.cur_step}:{loss}{n} ({row['eval/time']:.1f} s)")
+        for g in row.get("eval/generations", []):
+            self.logger.debug(f"eval generation: {g}")
+        return row
+
     @property
     def history(self):
+        """One row per step: an eval row (tracker.jsonl keeps it apart) is joined to its step's training row."""
         import pandas as pd
 
-        return pd.DataFrame(self._rows)
+        merged: dict[Any, dict[str, Any]] = {}
+        for row in self._rows:
+            merged.setdefault(row.get("step"), {}).update(row)
+        return pd.DataFrame(list(merged.values()))
 
     def plot(self):
         from ..notebook.plots import plot_history  # lazy: the notebook layer draws, the Trainer does not
@@ -210,7 +243,7 @@ class Trainer:
 
     def close(self) -> None:
         """Free the model and optimizer (GPU memory included); the Trainer cannot train afterwards."""
-        for name in ("model", "optimizer", "lr_scheduler", "loader", "_data_iter"):
+        for name in ("model", "optimizer", "lr_scheduler", "loader", "_data_iter", "evaluator"):
             if hasattr(self, name):
                 setattr(self, name, None)
         if getattr(self, "tracker", None):
@@ -246,6 +279,7 @@ class Trainer:
                 row = self._train_one_step(fit_start, tokens_at_start, steps_at_start)
                 tokens_at_start += row["runtime_info/text_tokens"]
                 call_hooks(hooks, "on_step_end", self.state, row, control)
+                self._maybe_evaluate(hooks, control)
                 self._maybe_save(hooks, control, force=control.should_save)
                 control.should_save = False
                 if self._should_stop(control):
@@ -322,6 +356,11 @@ class Trainer:
         self.logger.info(format_step_line(row, self.total_step, self.cur_epoch))
         return row
 
+    def _maybe_evaluate(self, hooks: list[Hook], control: Control) -> None:
+        every = self.config.eval_interval
+        if self.evaluator is not None and (self.cur_step == self.total_step or (every and self.cur_step % every == 0)):
+            call_hooks(hooks, "on_eval_end", self.state, self.evaluate(), control)
+
     def _should_stop(self, control: Control) -> bool:
         if control.should_stop and self._stop_reason is None:
             self._stop_reason = control.stop_reason or "stop requested"
@@ -355,7 +394,7 @@ class Trainer:
         if self.dist.is_main:
             ckpt.remove_stale_tmp(self.exp_dir)
         train_state = {"cur_step": step, "cur_epoch": self.cur_epoch, "total_consumed_tokens": self.consumed_tokens,
-                       "train_time_offset": self._time_offset}
+                       "train_time_offset": self._time_offset, **self._lora_record}
         ckpt.save_checkpoint(path, model=self.model, optimizer=self.optimizer, scheduler=self.lr_scheduler,
                              loader_state=self.loader.state_dict(), train_state=train_state,
                              config_json=self._config_json(), rank=self.dist.rank)
@@ -374,7 +413,10 @@ class Trainer:
         path = self.exp_dir / f"hf-{self.cur_step}"
         sd = get_model_state_dict(self.model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
         if self.dist.is_main:
-            save_hf(sd, self.model_cfg, path, tokenizer=self.tokenizer)
+            if self.config.lora_cfg is None:
+                save_hf(sd, self.model_cfg, path, tokenizer=self.tokenizer)
+            else:  # hf-N: merged weights; hf-N/adapter: the peft adapter
+                save_lora_hf(self.model, sd, self.model_cfg, self.config.lora_cfg, path, tokenizer=self.tokenizer)
             ckpt.point_symlink(self.exp_dir / "hf-latest", path)
             exports = sorted(self.exp_dir.glob("hf-[0-9]*"), key=lambda p: int(p.name.split("-")[1]))
             ckpt.prune(exports, self.config.hf_max_keep)
