@@ -205,3 +205,47 @@ def test_tokenize_samples_for_the_viewer(varied_jsonl, tiny_tok):
     samples = tokenize_samples(loader_cfg(varied_jsonl), tiny_tok, n=3)
     assert [s["line"] for s in samples] == [1, 2, 3]
     assert all(len(s["input_ids"]) == len(s["labels"]) == s["num_tokens"] for s in samples)
+
+
+class _UpperFnConfig:
+    """A custom tokenize function in XTuner's protocol: build(tokenizer, tokenizer_hash, anno_name) -> callable."""
+
+    def build(self, tokenizer, tokenizer_hash=None, anno_name=None, **kw):
+        def fn(item):
+            if "text" not in item:
+                raise KeyError("text")
+            ids = tokenizer.encode(item["text"].upper(), add_special_tokens=False)
+            return {"input_ids": ids, "labels": ids, "num_tokens": len(ids)}
+
+        return fn
+
+
+def test_custom_tokenize_function_and_collator_path(tmp_path, byte_tok):
+    from xtuner_nb.datasets import DataFormatError
+
+    path = write_jsonl(tmp_path / "t.jsonl", [{"text": "abc"}, {"text": "de"}])
+    cfg = DataloaderConfig(dataset_config_list=[{"dataset": DatasetConfig(anno_path=str(path)),
+                                                 "tokenize_fn": _UpperFnConfig()}], pack_max_length=16,
+                           collator="xtuner_nb.datasets.collator.sft_llm_collator")
+    loader = cfg.build(byte_tok)
+    assert sorted(loader.sample(i)["input_ids"] for i in range(2)) == [[65, 66, 67], [68, 69]]
+    write_jsonl(path, [{"text": "abc"}, {"txt": "oops"}])
+    with pytest.raises(DataFormatError, match=r"t\.jsonl, line 2: tokenize_fn raised KeyError"):
+        cfg.build(byte_tok)
+    with pytest.raises(ValueError, match="has no hash"):
+        DataloaderConfig(dataset_config_list=[{"dataset": DatasetConfig(anno_path=str(path), cache_dir=str(tmp_path)),
+                                               "tokenize_fn": _UpperFnConfig()}]).build(byte_tok)
+
+
+def test_progress_bar_on_request(varied_jsonl, tiny_tok, capsys):
+    loader_cfg(varied_jsonl, pack_max_length=256).build(tiny_tok, progress=True)
+    assert "Tokenizing varied.jsonl" in capsys.readouterr().err
+    loader_cfg(varied_jsonl, pack_max_length=256).build(tiny_tok)  # small data: quiet by default
+    assert "Tokenizing" not in capsys.readouterr().err
+
+
+def test_no_tokenizer_means_bytes_and_overlong_warning(varied_jsonl, caplog):
+    with caplog.at_level("WARNING", logger="xtuner_nb.datasets"):
+        loader = loader_cfg(varied_jsonl, pack_max_length=64).build(None)
+    assert loader.pad_token_id == 258 and loader.stats.cut_to_pack_max_length > 0
+    assert "longer than pack_max_length=64" in caplog.text

@@ -262,6 +262,10 @@ def build_dataloader(cfg: "DataloaderConfig", tokenizer, *, dp_rank: int = 0, dp
     if not (0 <= dp_rank < dp_size) or micro_batch_size < 1:
         raise ValueError(f"need 0 <= dp_rank < dp_size and micro_batch_size >= 1 (got rank {dp_rank}, "
                          f"size {dp_size}, micro_batch_size {micro_batch_size})")
+    if tokenizer is None:  # as XTuner's Trainer without tokenizer_path
+        from ..train.toy_tokenizer import UTF8ByteTokenizer
+
+        tokenizer = UTF8ByteTokenizer()
     datasets = tokenize_datasets(cfg, tokenizer, progress)
     P = cfg.pack_max_length
     rnd = random.Random(seed)
@@ -311,6 +315,10 @@ def build_dataloader(cfg: "DataloaderConfig", tokenizer, *, dp_rank: int = 0, dp
     pad_id = resolve_pad_token_id(cfg.pad_token_id, tokenizer)
     stats = _loader_stats(cfg, files, sample_file, sample_local, lengths, plan, dstats,
                           math.ceil(sampler.num_samples / micro_batch_size))
+    if stats.cut_to_pack_max_length:
+        logger.warning("%d of %d samples are longer than pack_max_length=%d and were cut to it (longest: %d "
+                       "tokens); raise pack_max_length or set the tokenize function's max_length.",
+                       stats.cut_to_pack_max_length, len(lengths), P, int(lengths.max()))
     return PackedDataLoader(files, names, sample_file, sample_local, lengths, plan, sampler,
                             micro_batch_size=micro_batch_size, dp_rank=dp_rank, dp_size=dp_size, seed=seed,
                             pad_token_id=pad_id, pack_max_length=P, pack_to_max_length=cfg.pack_to_max_length,

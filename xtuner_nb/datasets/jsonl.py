@@ -212,7 +212,12 @@ def load_tokenized(path: str | Path, fn, *, cache_dir: str | Path | None = None,
                    skip_bad_lines: bool = False, progress: bool | None = None) -> TokenizedFile:
     """Tokenize one jsonl file with `fn`, through the cache when `cache_dir` is set."""
     path = Path(path)
-    fn_hash = fn.hash() if cache_dir is not None else None
+    fn_hash = None
+    if cache_dir is not None:
+        if not callable(getattr(fn, "hash", None)):
+            raise ValueError(f"cache_dir is set but the tokenize function {type(fn).__name__} has no hash(); "
+                             "subclass CachableTokenizeFunction and implement hash() (or drop cache_dir)")
+        fn_hash = str(fn.hash())
     data = None
     fhash = _cache.tag_lookup(cache_dir, cache_tag, path, fn_hash) if cache_dir and cache_tag else None
     if fhash is None:
