@@ -242,3 +242,32 @@ def test_pretrain_role_in_chat(tiny_tok):
         [{"role": "pretrain", "content": "raw text"}])
     assert out["input_ids"] == tiny_tok.encode("raw text", add_special_tokens=False)
     assert out["labels"] == out["input_ids"]
+
+
+# Qwen3-style think handling: only the final assistant turn after the last user query gets an (empty) think block,
+# so rendering a prefix differs from the full conversation and the mask must be found by searching the content.
+THINK_TEMPLATE = (
+    "{%- set ns = namespace(last_query_index=0) %}"
+    "{%- for m in messages %}{%- if m.role == 'user' %}{%- set ns.last_query_index = loop.index0 %}{%- endif %}"
+    "{%- endfor %}"
+    "{%- for m in messages %}{%- if m.role == 'assistant' %}{{- '<|im_start|>assistant\\n' }}"
+    "{%- if loop.index0 > ns.last_query_index and loop.last %}{{- '<think>\\n\\n</think>\\n\\n' }}{%- endif %}"
+    "{{- m.content + '<|im_end|>\\n' }}"
+    "{%- else %}{{- '<|im_start|>' + m.role + '\\n' + m.content + '<|im_end|>\\n' }}{%- endif %}{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
+)
+
+
+def test_hf_template_that_is_not_prefix_stable(qwen2_tok, tmp_path):
+    from transformers import AutoTokenizer
+
+    qwen2_tok.save_pretrained(tmp_path)
+    tok = AutoTokenizer.from_pretrained(tmp_path)
+    tok.chat_template = THINK_TEMPLATE
+    msgs = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello! 🙂"},
+            {"role": "user", "content": "Bye"}, {"role": "assistant", "content": "See you"}]
+    out = OpenaiTokenizeFunctionConfig(chat_template="hf").build(tok)(msgs)
+    assert label_spans(tok, out["input_ids"], out["labels"]) == [
+        ("<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n", False), ("Hello! 🙂<|im_end|>", True),
+        ("\n<|im_start|>user\nBye<|im_end|>\n<|im_start|>assistant\n", False),
+        ("<think>\n\n</think>\n\nSee you<|im_end|>", True), ("\n", False)]
