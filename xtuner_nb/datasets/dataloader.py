@@ -89,9 +89,10 @@ class PackedDataLoader:
     """Iterate steps of packed batches; see the module docstring."""
 
     def __init__(self, files: list[TokenizedFile], names: list[str], sample_file: np.ndarray,
-                 sample_local: np.ndarray, lengths: np.ndarray, plan: PackPlan, sampler: ParallelSampler, *, micro_batch_size: int,
-                 dp_rank: int, dp_size: int, seed: int, pad_token_id: int, pack_max_length: int,
-                 pack_to_max_length: bool, collator: str, num_workers: int, stats: LoaderStats):
+                 sample_local: np.ndarray, lengths: np.ndarray, plan: PackPlan, sampler: ParallelSampler, *,
+                 micro_batch_size: int, dp_rank: int, dp_size: int, seed: int, pad_token_id: int,
+                 pack_max_length: int, pack_to_max_length: bool, collator: str, num_workers: int,
+                 stats: LoaderStats):
         self.files, self.names = files, names
         self.sample_file, self.sample_local, self._lengths = sample_file, sample_local, lengths
         self.plan, self.sampler = plan, sampler
