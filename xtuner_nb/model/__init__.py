@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from .config import (MODEL_PRESETS, MHAConfig, Qwen3_8BConfig, Qwen3Dense0P6BConfig, Qwen3Dense1P7BConfig,
                      Qwen3Dense4BConfig, Qwen3Dense8BConfig, Qwen3Dense14BConfig, Qwen3Dense32BConfig,
                      Qwen3DenseConfig, Qwen3DenseTinyConfig, get_model_config)
+from .lora import QWEN3_LINEAR_MODULES, LoRAConfig
 
 if TYPE_CHECKING:
     from .attention import VARLEN_IMPL, register_varlen_attention
@@ -26,7 +27,7 @@ _LAZY = {
 
 __all__ = ["MHAConfig", "Qwen3DenseConfig", "Qwen3Dense0P6BConfig", "Qwen3Dense1P7BConfig", "Qwen3Dense4BConfig",
            "Qwen3Dense8BConfig", "Qwen3Dense14BConfig", "Qwen3Dense32BConfig", "Qwen3DenseTinyConfig",
-           "Qwen3_8BConfig", "MODEL_PRESETS", "get_model_config", *_LAZY]
+           "Qwen3_8BConfig", "MODEL_PRESETS", "get_model_config", "LoRAConfig", "QWEN3_LINEAR_MODULES", *_LAZY]
 
 
 def __getattr__(name: str):

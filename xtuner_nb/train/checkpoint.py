@@ -80,6 +80,7 @@ def save_checkpoint(path: Path, *, model, optimizer, scheduler, loader_state: di
         tmp.mkdir(parents=True)
     barrier()
     model_sd, optim_sd = get_state_dict(model, optimizer, options=StateDictOptions(ignore_frozen_params=frozen_ok))
+    model_sd = _without_frozen(model, model_sd, frozen_ok)
     with warnings.catch_warnings():  # "assuming the intent is to save in a single process": it is
         warnings.filterwarnings("ignore", message=".*torch.distributed is disabled.*")
         dcp.save({"model": model_sd, "optimizer": optim_sd}, checkpoint_id=str(tmp / "weights"))
@@ -104,8 +105,10 @@ def load_checkpoint(path: Path, *, model, optimizer, scheduler, rank: int, load_
     path = Path(path)
     if not (path / "train_state.json").is_file():
         raise FileNotFoundError(f"{path}: not a complete checkpoint (no train_state.json)")
-    opts = StateDictOptions(ignore_frozen_params=frozen_ok)
+    frozen = _frozen_names(model) if frozen_ok else set()
+    opts = StateDictOptions(ignore_frozen_params=frozen_ok, strict=not frozen)  # frozen weights come from load_from
     model_sd, optim_sd = get_state_dict(model, optimizer, options=opts)
+    model_sd = _without_frozen(model, model_sd, frozen_ok)
     state = {"model": model_sd, "optimizer": optim_sd} if load_optimizer else {"model": model_sd}
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*torch.distributed is disabled.*")
@@ -119,6 +122,19 @@ def load_checkpoint(path: Path, *, model, optimizer, scheduler, rank: int, load_
         _set_rng_state(torch.load(rng_file, weights_only=False))
     return {"train_state": json.loads((path / "train_state.json").read_text()),
             "loader_state": torch.load(path / "dataloader.pt", weights_only=False)}
+
+
+def _frozen_names(model) -> set[str]:
+    return {n for n, p in model.named_parameters(remove_duplicate=False) if not p.requires_grad}
+
+
+def _without_frozen(model, model_sd: dict, frozen_ok: bool) -> dict:
+    """DCP's ignore_frozen_params walks named_parameters(), which names a tied weight once: a frozen tied lm_head
+    would still be saved in full (LoRA on a tied model). Drop every name of a frozen parameter."""
+    if not frozen_ok:
+        return model_sd
+    frozen = _frozen_names(model)
+    return {k: v for k, v in model_sd.items() if k not in frozen}
 
 
 def prune(paths: list[Path], maxkeep: int | None) -> list[Path]:

@@ -10,7 +10,7 @@ from pydantic import Field, model_validator
 from ..config import AdamWConfig, FSDPConfig, LRConfig, XConfig
 from ..datasets import DataloaderConfig
 from ..loss import CELossConfig
-from ..model import Qwen3DenseConfig
+from ..model import LoRAConfig, Qwen3DenseConfig
 
 
 class LoadCheckpointConfig(XConfig):
@@ -32,6 +32,8 @@ class TrainerConfig(XConfig):
     lr_cfg: LRConfig = Field(default_factory=LRConfig, description="Learning-rate schedule.")
     loss_cfg: CELossConfig = Field(default_factory=CELossConfig, description="Cross-entropy mode and reduction.")
     fsdp_cfg: FSDPConfig | None = Field(None, description="Precision, recompute and FSDP2 options (None = defaults).")
+    lora_cfg: LoRAConfig | None = Field(
+        None, description="Train LoRA adapters (peft) on the frozen model instead of all weights (None = full).")
     global_batch_size: int | None = Field(
         None, ge=1, description="Packs per optimizer step over all ranks (None = one pack per rank).")
     total_step: int | None = Field(None, ge=1, description="Optimizer steps to run (exclusive with total_epoch).")

@@ -50,7 +50,10 @@ def compute_dtype(fsdp_cfg: FSDPConfig, device: torch.device) -> torch.dtype:
 
 
 def place_model(model: nn.Module, fsdp_cfg: FSDPConfig, info: DistInfo) -> nn.Module:
-    model.to(device=info.device, dtype=torch.float32)  # fp32 master weights
+    model.to(device=info.device)
+    for p in model.parameters():  # fp32 master weights for what trains; frozen ones (a LoRA base) keep their dtype
+        if p.requires_grad and p.dtype != torch.float32:
+            p.data = p.data.float()
     if not info.distributed:
         return model
     from torch.distributed.fsdp import CPUOffloadPolicy, MixedPrecisionPolicy, fully_shard
