@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from ..config import AdamWConfig, FSDPConfig, LRConfig, XConfig
 from ..datasets import DataloaderConfig
@@ -18,6 +18,12 @@ class LoadCheckpointConfig(XConfig):
     load_optimizer_states: bool = Field(True, description="Restore AdamW moments.")
     load_dataset: bool = Field(True, description="Continue the data stream where the checkpoint stopped.")
     load_scheduler: bool = Field(True, description="Restore the LR schedule position.")
+
+
+class EvalPrompt(XConfig):
+    prompt: str = Field(description="The user message, answered greedily through the data's chat template.")
+    expected: str | None = Field(None, description="The right answer (None: the answer is logged, not scored).")
+    system: str | None = Field(None, description="An optional system message before the prompt.")
 
 
 class TrainerConfig(XConfig):
@@ -54,6 +60,28 @@ class TrainerConfig(XConfig):
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when available, else CPU.")
     dist_backend: str | None = Field(None, description="torch.distributed backend (None: gloo on CPU, nccl on CUDA).")
     debug_skip_save: bool = Field(False, description="Disable every checkpoint and HF export.")
+    eval_dataloader_cfg: DataloaderConfig | None = Field(
+        None, description="Held-out data for the eval loss, given like dataloader_cfg; its fields left at their "
+                          "defaults (pack_max_length, pack_level, ...) come from dataloader_cfg. None: no eval loss.")
+    eval_interval: int | None = Field(
+        None, ge=1, description="Evaluate every N steps and at the end (None: at the end only). Needs "
+                                "eval_dataloader_cfg and/or eval_prompts.")
+    eval_prompts: list[EvalPrompt] | None = Field(
+        None, description="Generation checks at each eval: EvalPrompt(prompt, expected) or (prompt, expected) "
+                          "pairs such as demo_prompts(); answers are greedy and scored with eval_match.")
+    eval_match: Literal["exact", "contains"] = Field(
+        "exact", description="exact: the answer equals the expected text (surrounding whitespace ignored); "
+                             "contains: the expected text occurs in the answer.")
+    eval_max_new_tokens: int = Field(32, ge=1, description="Longest generated answer, in tokens.")
+
+    @field_validator("eval_prompts", mode="before")
+    @classmethod
+    def _prompt_pairs(cls, v):
+        """Accept plain strings and (prompt, expected) pairs, e.g. `eval_prompts=demo_prompts()`."""
+        if not isinstance(v, (list, tuple)):
+            return v
+        return [{"prompt": p} if isinstance(p, str) else
+                {"prompt": p[0], "expected": p[1]} if isinstance(p, (list, tuple)) and len(p) == 2 else p for p in v]
 
     @model_validator(mode="after")
     def _step_or_epoch(self):
