@@ -184,3 +184,18 @@ def test_score_prompts_from_jsonl_and_prompt_rendering(tiny_ckpt, tmp_path):
     assert tok.decode(hf) == tok.apply_chat_template([{"role": "user", "content": "Hi"}], tokenize=False,
                                                      add_generation_prompt=True)
     assert [tok.eos_token_id] in stop_sequences(tok, "qwen3")
+
+
+def test_generations_table_for_the_notebook():
+    from xtuner_nb.notebook.eval_view import generations_frame, generations_html, latest_generations
+
+    gens = [{"prompt": "Q<1>", "answer": "A", "expected": "A", "correct": True},
+            {"prompt": "Q2", "answer": "B", "expected": "C", "correct": False},
+            {"prompt": "Q3", "answer": "x" * 200, "expected": None, "correct": None}]
+    rows = [{"step": 1, "loss/reduced_llm_loss": 1.0}, {"step": 2, "eval/loss": 1.0, "eval/generations": gens},
+            {"step": 3, "eval/loss": 0.9}]
+    assert latest_generations(rows) == (2, gens)
+    assert list(generations_frame(rows)["correct"]) == ["✓", "✗", ""]
+    page = generations_html(rows[1])
+    assert "answers at step 2: 1/2 right" in page and "Q&lt;1&gt;" in page and "x" * 200 not in page
+    assert "no generation checks" in generations_html([])
