@@ -33,6 +33,7 @@ PAGES = {
     "dataset": "03_dataset",
     "checkpoints": "04_checkpoints",
     "multi_gpu": "05_multi_gpu",
+    "lora": "06_lora",
 }
 KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
 
