@@ -206,9 +206,10 @@ class LiveDashboard(Hook):
             self.button.button_style = "" if reason == "finished" else "warning"
             self.button.tooltip = f"fit ended: {reason}"
             self.hint.value = ""
-        self._update_progress(state, t0)
+        # the frame first: a viewer (or a test) that sees the final progress line then also has the final frame
         if self.data.cols or self._plot_handle is not None:
             self._draw(state, t0, final=True)
+        self._update_progress(state, t0)
         self.stats["hook_seconds"] += self._clock() - t0
 
     # ---- throttling ------------------------------------------------------------------------------------------

@@ -1,0 +1,189 @@
+"""The dashboard in a real JupyterLab, in headless Chromium: the Stop button is clicked mid-run under `afit()`,
+and is shown disabled with its hint under `fit()`. Screenshots go to build/screenshots/ (override with
+XTUNER_NB_SCREENSHOT_DIR).
+
+Needs Playwright for Python and a Chromium binary (Debian: `apt-get install chromium`); skipped otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.request
+from pathlib import Path
+
+import nbformat
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+CHROMIUM = os.environ.get("XTUNER_NB_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+SHOTS = Path(os.environ.get("XTUNER_NB_SCREENSHOT_DIR", REPO / "build" / "screenshots"))
+
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no Chromium binary (Debian: apt-get install chromium)")
+
+SETUP = textwrap.dedent("""
+    from pathlib import Path
+    from xtuner_nb.config import AdamWConfig, FSDPConfig, LRConfig
+    from xtuner_nb.datasets import DataloaderConfig, DatasetConfig, OpenaiTokenizeFunctionConfig
+    from xtuner_nb.datasets.demo import demo_data_path
+    from xtuner_nb.model import Qwen3DenseConfig, make_tiny_checkpoint
+    from xtuner_nb.train import Trainer
+
+    tiny = make_tiny_checkpoint(Path("tiny"), seed=0)
+    dl = DataloaderConfig(dataset_config_list=[{"dataset": DatasetConfig(anno_path=demo_data_path("train")),
+                          "tokenize_fn": OpenaiTokenizeFunctionConfig(chat_template="qwen3", max_length=256)}],
+                          pack_max_length=256)
+    trainer = Trainer(model_cfg=Qwen3DenseConfig.from_hf(tiny), load_from=tiny, tokenizer_path=tiny,
+                      dataloader_cfg=dl, optim_cfg=AdamWConfig(lr=1e-3), lr_cfg=LRConfig(warmup_ratio=0),
+                      fsdp_cfg=FSDPConfig(recompute_ratio=0.0), total_step=400, work_dir=Path("work_dir"),
+                      device="cpu", hf_interval=None)
+    print("READY")
+""")
+AFIT = "await trainer.afit()\nprint('AFIT_RETURNED at step', trainer.cur_step)"
+SYNC = ("import time\nfrom xtuner_nb.train.events import Hook\n\n"
+        "class Slow(Hook):\n    def on_step_end(self, state, metrics, control):\n        time.sleep(0.3)\n\n"
+        "trainer.hooks.append(Slow())\ntrainer.fit()")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def lab(tmp_path):
+    root = tmp_path / "root"
+    root.mkdir()
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell(SETUP), nbformat.v4.new_code_cell(AFIT), nbformat.v4.new_code_cell(SYNC)]
+    nbformat.write(nb, root / "dashboard.ipynb")
+    port, token = _free_port(), "xtuner-nb-test"
+    env = {**os.environ, "JUPYTER_PATH": str(Path(sys.prefix) / "share" / "jupyter")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
+         "--allow-root", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}", f"--LabApp.workspaces_dir={tmp_path / 'ws'}",
+         "--LabApp.expose_app_in_browser=True", "--ServerApp.disable_check_xsrf=True"],
+        stdout=subprocess.DEVNULL, stderr=open(tmp_path / "lab.log", "w"), env=env, cwd=root)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 90
+    while True:
+        try:
+            urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2)
+            break
+        except OSError:
+            if time.time() > deadline or proc.poll() is not None:
+                proc.kill()
+                pytest.fail(f"JupyterLab did not start:\n{(tmp_path / 'lab.log').read_text()[-3000:]}")
+            time.sleep(0.5)
+    yield f"{base}/lab/tree/dashboard.ipynb?token={token}"
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def _run_cell(page, index: int) -> None:
+    page.evaluate(f"""() => {{
+        const app = window.jupyterapp;
+        const panel = app.shell.currentWidget;
+        panel.content.activeCellIndex = {index};
+        app.commands.execute('notebook:run-cell');  // not awaited: resolves only when the cell ends
+        return null;
+    }}""")
+
+
+def _out(cell, text: str):
+    """The first output (not the source) of `cell` containing `text`."""
+    return cell.locator(".jp-OutputArea-output").filter(has_text=text).first
+
+
+def test_stop_button_clicked_mid_run_in_jupyterlab(lab):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run"])
+        page = browser.new_page(viewport={"width": 1280, "height": 1400})
+        page.set_default_timeout(150_000)
+        try:
+            stopped_at, seconds_to_stop = _drive(page, lab)
+        except Exception:
+            page.screenshot(path=str(SHOTS / "failure.png"), full_page=True)
+            raise
+        finally:
+            browser.close()
+    (SHOTS / "README.json").write_text(json.dumps({"afit_stopped_at": stopped_at,
+                                                   "seconds_from_click_to_stop": round(seconds_to_stop, 2)}))
+
+
+def _shot(cell, name: str) -> None:
+    cell.scroll_into_view_if_needed()
+    cell.screenshot(path=str(SHOTS / name))
+
+
+def _step(msg: str) -> None:
+    print(f"[browser {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def _drive(page, lab: str):
+    _step("open JupyterLab")
+    page.goto(lab)
+    page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell.currentWidget "
+                           "&& window.jupyterapp.shell.currentWidget.sessionContext "
+                           "&& window.jupyterapp.shell.currentWidget.sessionContext.session "
+                           "&& window.jupyterapp.shell.currentWidget.sessionContext.session.kernel "
+                           "&& window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.status === 'idle'")
+    no_news = page.get_by_role("button", name="No")  # JupyterLab's "get notified about news?" toast
+    if no_news.count():
+        no_news.first.click()
+    _step("kernel idle; build the Trainer")
+    _run_cell(page, 0)
+    _out(page.locator(".jp-Cell").nth(0), "READY").wait_for()
+    _step("run afit()")
+
+    # afit(): the button is live; click it once the curves are on screen
+    _run_cell(page, 1)
+    cell = page.locator(".jp-Cell").nth(1)
+    stop = cell.locator("button", has_text="Stop")
+    stop.wait_for()
+    cell.locator(".jp-OutputArea-output img").wait_for()  # the first frame of the curves
+    assert stop.is_enabled()
+    _step("first frame shown; screenshot, click Stop")
+    _shot(cell, "dashboard_afit_running.png")
+    clicked_at = time.time()
+    stop.click()
+    _out(cell, "(Stop button)").wait_for()
+    _out(cell, "AFIT_RETURNED").wait_for()
+    seconds_to_stop = time.time() - clicked_at
+    progress = _out(cell, "(Stop button)").inner_text()
+    _shot(cell, "dashboard_afit_stopped.png")
+    returned = _out(cell, "AFIT_RETURNED").inner_text()
+    stopped_at = int(returned.split("AFIT_RETURNED at step")[1].split()[0])
+    assert 0 < stopped_at < 400 and "saved checkpoint" in progress
+    assert seconds_to_stop < 30
+
+    _step(f"afit() stopped at step {stopped_at}, {seconds_to_stop:.1f} s after the click")
+    # fit(): the button is drawn disabled, with the hint next to it; stop it with a kernel interrupt (■)
+    _run_cell(page, 2)
+    cell = page.locator(".jp-Cell").nth(2)
+    stop = cell.locator("button", has_text="Stop")
+    stop.wait_for()
+    _out(cell, "Interrupt the kernel").wait_for()
+    assert stop.is_disabled()
+    cell.locator(".jp-OutputArea-output img").wait_for(timeout=120_000)
+    _shot(cell, "dashboard_fit_running.png")
+    _step("fit() running with a disabled button; interrupt the kernel")
+    page.evaluate("() => window.jupyterapp.commands.execute('notebook:interrupt-kernel')")
+    _out(cell, "interrupted (kernel interrupt)").wait_for()
+    _shot(cell, "dashboard_fit_interrupted.png")
+    return stopped_at, seconds_to_stop
