@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import uuid
+import warnings
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -62,7 +63,9 @@ def apply_lora(model: nn.Module, cfg: LoRAConfig, base_model_name_or_path: Any =
         linears = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, nn.Linear)})
         raise ValueError(f"LoRAConfig.target_modules: {unknown} match no layer of the model; its linear layers are "
                          f"{linears}")
-    peft_model = get_peft_model(model, cfg.to_peft(), autocast_adapter_dtype=True)
+    with warnings.catch_warnings():  # peft 0.21 reads transformers 5's deprecated `is_gradient_checkpointing`
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        peft_model = get_peft_model(model, cfg.to_peft(), autocast_adapter_dtype=True)
     if base_model_name_or_path is not None:  # get_peft_model takes it from the model, which has none here
         peft_model.peft_config[ADAPTER].base_model_name_or_path = str(base_model_name_or_path)
     return peft_model
