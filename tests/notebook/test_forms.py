@@ -101,6 +101,22 @@ def test_preset_picker_swaps_class_and_keeps_overrides():
     assert (cfg.attention.num_attention_heads, cfg.attention.head_dim) == (16, 64)
     assert "Qwen3Dense0P6BConfig(" in form.code and "num_hidden_layers=16" in form.code
     assert config_form(AdamWConfig).preset is None
+    # a preset's own nested defaults (0.6B: 16 heads) are not taken for user changes
+    small = config_form(Qwen3Dense0P6BConfig())
+    small.preset.value = Qwen3DenseTinyConfig
+    assert small.value == Qwen3DenseTinyConfig()
+
+
+def test_nested_model_form_inside_trainer_config():
+    from xtuner_nb.train import TrainerConfig
+
+    form = config_form(TrainerConfig(model_cfg=Qwen3Dense0P6BConfig(), total_step=10))
+    model_form = form.rows["model_cfg"].editor.form
+    model_form.preset.value = Qwen3DenseTinyConfig
+    form.field("model_cfg.num_hidden_layers").input.value = 2
+    cfg = form.value
+    assert cfg.model_cfg == Qwen3DenseTinyConfig(num_hidden_layers=2) and cfg.total_step == 10
+    assert "model_cfg=Qwen3DenseTinyConfig(num_hidden_layers=2)" in form.code
 
 
 def test_set_and_reset():
@@ -163,3 +179,20 @@ def test_mimebundle_has_widget_view_and_static_code():
     assert "application/vnd.jupyter.widget-view+json" in bundle
     assert "Qwen3Dense8BConfig(num_hidden_layers=16)" in bundle["text/plain"]
     assert "<pre" in bundle["text/html"]
+
+
+def test_dataset_list_round_trips_through_its_json_box():
+    import ipywidgets as W
+
+    from xtuner_nb.datasets import DataloaderConfig, DatasetConfig, OpenaiTokenizeFunctionConfig
+
+    dl = DataloaderConfig(dataset_config_list=[{"dataset": DatasetConfig(anno_path="data/a.jsonl"),
+                                                "tokenize_fn": OpenaiTokenizeFunctionConfig(chat_template="qwen3", max_length=256)}],
+                          pack_max_length=256)
+    form = config_form(dl)
+    box = form.field("dataset_config_list").input
+    assert isinstance(box, W.Textarea) and '"__type__"' in box.value
+    assert form.value == dl
+    box.value = box.value.replace("data/a.jsonl", "data/b.jsonl")
+    assert str(form.value.dataset_config_list[0]["dataset"].anno_path).endswith("data/b.jsonl")
+    assert "DatasetConfig(anno_path='data/b.jsonl')" in form.code

@@ -134,10 +134,13 @@ class _SeqEditor(_Editor):
 
 
 class _JsonEditor(_Editor):
-    """dict and anything else JSON can hold."""
+    """dict, lists of dicts and anything else JSON can hold (nested configs as dicts with their `__type__`)."""
 
     def __init__(self, value: Any):
-        self.widget = self.input = W.Text(layout=W.Layout(width="420px"), placeholder="JSON")
+        text = "" if value is _MISSING else json.dumps(_dump(value, True), ensure_ascii=False)
+        long = len(text) > 60
+        self.widget = self.input = (W.Textarea if long else W.Text)(
+            layout=W.Layout(width="640px" if long else "420px", height="120px" if long else None), placeholder="JSON")
         self.set(value)
 
     def get(self):
@@ -149,7 +152,9 @@ class _JsonEditor(_Editor):
             raise _FieldError(f"not valid JSON: {exc.msg} at character {exc.pos + 1}") from None
 
     def set(self, value):
-        self.input.value = "" if value is _MISSING else json.dumps(_dump(value, True), ensure_ascii=False)
+        long = isinstance(self.input, W.Textarea)
+        self.input.value = "" if value is _MISSING else json.dumps(_dump(value, True), ensure_ascii=False,
+                                                                    indent=1 if long else None)
 
 
 class _ReadOnlyEditor(_Editor):
@@ -455,14 +460,15 @@ def _make_editor(ann: Any, value: Any, path: str, required: bool) -> _Editor:
             return _SeqEditor(value, of_str=item in (str, Path), as_tuple=False)
     if ann in (dict, Any) or origin is dict:
         return _JsonEditor(value) if _jsonable(value) else _ReadOnlyEditor(value)
-    return _JsonEditor(value) if value is not _MISSING and _jsonable(value) else _ReadOnlyEditor(value)
+    return _JsonEditor(value) if _jsonable(value) else _ReadOnlyEditor(value)
 
 
 def _jsonable(value: Any) -> bool:
+    """JSON can hold it (configs inside count: they are written with their `__type__` and read back)."""
     if value is _MISSING:
         return True
     try:
-        json.dumps(value)
+        json.dumps(_dump(value, True))
         return True
     except (TypeError, ValueError):
         return False
@@ -772,15 +778,16 @@ class ConfigForm:
                     if strict:
                         raise ValueError(f"{row.path}: {exc}") from None
 
-    def _overrides(self) -> dict[str, Any]:
-        """What the user changed against this class's defaults (nested configs field by field)."""
-        defaults = _try_default(self.cls)
+    def _overrides(self, defaults: XConfig | None = None) -> dict[str, Any]:
+        """What the user changed against the defaults (this class's, or for a nested form its parent's default
+        value of that field: a preset's attention differs from MHAConfig's defaults), nested configs field by field."""
+        defaults = defaults if defaults is not None else _try_default(self.cls)
         out: dict[str, Any] = {}
         for name, row in self.rows.items():
             editor = row.editor
             if isinstance(editor, _NestedEditor) and defaults is not None and \
                     type(getattr(defaults, name)) is editor.form.cls:
-                sub = editor.form._overrides()
+                sub = editor.form._overrides(getattr(defaults, name))
                 if sub:
                     out[name] = _NestedOverrides(sub)
                 continue
