@@ -149,6 +149,21 @@ def test_stop_button_live_under_afit_requests_graceful_stop():
     assert dash.button.description == "Stopped"
 
 
+def test_eval_generations_shown_under_the_progress_line():
+    clock, rec = FakeClock(), Recorder()
+    dash = LiveDashboard(display=rec, clock=clock)
+    state, control = TrainState(total_step=10), Control()
+    dash.on_fit_begin(state, control)
+    state.step = 5
+    dash.on_step_end(state, row(5), control)
+    gens = [{"prompt": "2+2=", "answer": "4", "expected": "4", "correct": True},
+            {"prompt": "<b>x</b>", "answer": "y", "expected": "z", "correct": False}]
+    dash.on_eval_end(state, {"step": 5, "eval/loss": 1.25, "eval/generations": gens}, control)
+    latest = rec.outputs[1]["updates"][-1].data
+    assert "answers at step 5: 1/2 right" in latest and "&lt;b&gt;x&lt;/b&gt;" in latest
+    assert "eval loss 1.2500 @ 5" in latest
+
+
 def test_resumed_run_shows_earlier_history():
     clock, rec = FakeClock(), Recorder()
     dash = LiveDashboard(display=rec, clock=clock)

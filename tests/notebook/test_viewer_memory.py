@@ -106,6 +106,12 @@ def test_lora_counts_only_adapters_as_trainable():
     assert e.trainable == 14_336
     assert (e.gradients, e.optimizer) == (14_336 * 4, 14_336 * 8)
     assert e.weights == 14_336 * 6 + 1_049_984 * 2  # adapters fp32+bf16, frozen base bf16 only
+    from xtuner_nb.model.lora import LoRAConfig
+
+    assert estimate_memory(cfg, 2048, lora=LoRAConfig(r=8, target_modules=["q_proj", "v_proj"])).trainable == 14_336
+    untied = Qwen3DenseTinyConfig(tie_word_embeddings=False)
+    head = estimate_memory(untied, 2048, lora=LoRAConfig(r=8, target_modules=["q_proj"], modules_to_save=["lm_head"]))
+    assert head.trainable == 4 * 8 * (128 + 128) + 2048 * 128
     with pytest.raises(ValueError, match="unknown LoRA target"):
         lora_params(cfg, 8, ["qkv"])
 

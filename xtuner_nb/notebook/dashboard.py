@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..train.events import Control, EndReason, Hook, SaveKind, TrainState
+from .eval_view import GENERATIONS_KEY, generations_html
 from .plots import CurveData, CurvesFigure, save_curves_png
 
 __all__ = ["LiveDashboard", "auto_dashboard", "save_curves_png", "in_notebook_kernel", "STOP_HINT"]
@@ -117,6 +118,7 @@ class LiveDashboard(Hook):
         self._state: TrainState | None = None
         self._last_save: tuple[int, str, str] | None = None
         self._end: tuple[str, str | None] | None = None
+        self._eval_html = ""
         self._begin, self._begin_step, self._elapsed0 = clock(), 0, 0.0
         self._last_draw = self._last_progress = -float("inf")
         self._draw_cost = self.FIRST_DRAW_GUESS
@@ -189,7 +191,10 @@ class LiveDashboard(Hook):
     def on_eval_end(self, state: TrainState, metrics: dict[str, Any], control: Control) -> None:
         t0 = self._clock()
         self._control, self._state = control, state
-        self.data.add(metrics, state.step)  # shown with the next redraw
+        self.data.add(metrics, state.step)  # the eval loss joins the curves at the next redraw
+        if metrics.get(GENERATIONS_KEY):  # the generation checks, under the progress line, right away
+            self._eval_html = generations_html({"step": state.step, **metrics})
+            self._update_progress(state, t0)
         self.stats["hook_seconds"] += self._clock() - t0
 
     def on_save(self, state: TrainState, path: Path, kind: SaveKind, control: Control) -> None:
@@ -291,5 +296,6 @@ class LiveDashboard(Hook):
             head = f"<b>{_REASON_TEXT.get(reason, reason)}</b>" + (f" ({html.escape(why)})" if why else "") + " · "
         bar = (f"<progress value='{step}' max='{total}' style='width:220px;vertical-align:middle'></progress> "
                if total else "")
+        evals = f"<div style='margin-top:4px'>{self._eval_html}</div>" if self._eval_html else ""
         return (f"<div style='font-family:monospace;font-size:0.9em;line-height:1.5'>{bar}{head}"
-                + " · ".join(parts) + "</div>")
+                + " · ".join(parts) + f"</div>{evals}")

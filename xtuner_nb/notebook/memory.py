@@ -130,6 +130,11 @@ def estimate_memory(model_cfg: Any, pack_max_length: int, param_dtype: str = "bf
     P = model_cfg.num_params()
     spec = _lora_spec(lora)
     T = lora_params(model_cfg, *spec) if spec else P
+    if spec:  # peft's modules_to_save train in full beside the adapters
+        saved = set(getattr(lora, "modules_to_save", None) or (lora.get("modules_to_save") or []
+                                                               if isinstance(lora, dict) else []))
+        emb = model_cfg.vocab_size * model_cfg.hidden_size
+        T += emb * len(saved & {"lm_head", "embed_tokens"})
     frozen = P if spec else 0  # LoRA: the base model stays, frozen, beside the adapters
     shards = world_size if fsdp else 1
 
@@ -179,7 +184,7 @@ def suggestions(est: MemoryEstimate) -> list[tuple[str, int]]:
     if i["micro_batch_size"] > 1:
         consider("a smaller micro batch (more gradient accumulation steps)", micro_batch_size=1)
     if i["lora"] is None:
-        consider("LoRA adapters (rank 16) instead of training all weights", lora=16)
+        consider("lora_cfg=LoRAConfig(r=16) (train adapters, the base stays frozen)", lora=16)
     if i["fsdp"] and i["world_size"] == 1:
         consider("more GPUs with FSDP (world_size=8 shards weights, gradients and optimizer states)", world_size=8)
     return sorted(out, key=lambda t: -t[1])
