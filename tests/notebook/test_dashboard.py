@@ -239,3 +239,21 @@ def test_auto_dashboard_is_none_outside_a_kernel():
     from xtuner_nb import _notebook_dashboard_factory
 
     assert _notebook_dashboard_factory(SimpleNamespace()) is None
+
+
+def test_dashboard_does_not_keep_the_trainer_alive():
+    import gc
+    import weakref
+
+    class FakeTrainer:  # only what the dashboard reads
+        running_async = True
+
+    clock, rec = FakeClock(), Recorder()
+    trainer = FakeTrainer()
+    dash = LiveDashboard(trainer, display=rec, clock=clock)
+    run(dash, 3, clock)
+    alive = weakref.ref(trainer)
+    del trainer
+    gc.collect()
+    assert alive() is None and dash.trainer is None
+    assert not dash.button._click_handlers.callbacks  # the widget (kept by the kernel) holds no handler

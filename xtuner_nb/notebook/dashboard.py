@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import html
 import time
+import weakref
 from pathlib import Path
 from typing import Any, Callable
 
@@ -102,7 +103,11 @@ class LiveDashboard(Hook):
                  progress_interval: float = 0.5, smoothing: float = 0.9, live_stop: bool | None = None,
                  dpi: int = 80, display: Callable[..., Any] | None = None,
                  clock: Callable[[], float] = time.perf_counter):
-        self.trainer = trainer
+        # weakly: the button's click handler lives as long as the kernel's widget registry, the Trainer must not
+        try:
+            self._trainer = weakref.ref(trainer) if trainer is not None else (lambda: None)
+        except TypeError:  # an object without weakref support
+            self._trainer = lambda: trainer
         self.min_interval, self.max_overhead, self.progress_interval = min_interval, max_overhead, progress_interval
         self.smoothing, self.dpi = smoothing, dpi
         self._live_stop_override = live_stop
@@ -122,6 +127,10 @@ class LiveDashboard(Hook):
         self._begin, self._begin_step, self._elapsed0 = clock(), 0, 0.0
         self._last_draw = self._last_progress = -float("inf")
         self._draw_cost = self.FIRST_DRAW_GUESS
+
+    @property
+    def trainer(self) -> Any:
+        return self._trainer()
 
     # ---- is the Stop button usable? --------------------------------------------------------------------------
     @property
@@ -206,6 +215,7 @@ class LiveDashboard(Hook):
         why = control.stop_reason if reason == "stopped" else None
         self._end = (reason, why)
         if self.button is not None:
+            self.button.on_click(self._on_stop_click, remove=True)
             self.button.disabled = True
             self.button.description = {"finished": "Done", "stopped": "Stopped"}.get(reason, "Ended")
             self.button.button_style = "" if reason == "finished" else "warning"
