@@ -94,7 +94,7 @@ def _read_summary(cell) -> dict:
     return {}
 
 
-def run_script(out_dir: Path, total_step: int = 160) -> dict:
+def run_script(out_dir: Path, total_step: int = 120) -> dict:
     """The quickstart's training as a plain script (no notebook layer): same model, data and hyper-parameters."""
     from .config import AdamWConfig, LRConfig
     from .datasets import DataloaderConfig, DatasetConfig, OpenaiTokenizeFunctionConfig
@@ -102,19 +102,19 @@ def run_script(out_dir: Path, total_step: int = 160) -> dict:
     from .model import Qwen3DenseConfig, make_tiny_checkpoint
     from .train import Trainer, TrainerConfig
 
-    work = out_dir / "demo_work_dir"
+    work = out_dir.parent / "demo_script"
     model_path = make_tiny_checkpoint(work / "tiny-qwen3")
     config = TrainerConfig(
         model_cfg=Qwen3DenseConfig.from_hf(model_path), load_from=model_path, tokenizer_path=model_path,
         dataloader_cfg=DataloaderConfig(
             dataset_config_list=[{"dataset": DatasetConfig(anno_path=str(demo_data_path("train"))),
-                                  "tokenize_fn": OpenaiTokenizeFunctionConfig(chat_template="qwen3")}],
+                                  "tokenize_fn": OpenaiTokenizeFunctionConfig(chat_template="qwen3", max_length=1024)}],
             pack_max_length=1024),
         optim_cfg=AdamWConfig(lr=3e-3), lr_cfg=LRConfig(lr_type="cosine", lr_min=3e-4),
         total_step=total_step, work_dir=work / "runs")
     trainer = Trainer.from_config(config)
     trainer.fit()
-    prompt = demo_prompts()[0]
+    prompt = demo_prompts()[0][0]
     answer = greedy_answer(trainer.exp_dir / "hf-latest", prompt)
     loss = trainer.history["loss/reduced_llm_loss"]
     return {"steps": int(trainer.history["step"].iloc[-1]), "first_loss": float(loss.iloc[0]),
@@ -143,6 +143,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout", type=int, default=900, help="seconds allowed per cell")
     ap.add_argument("--script", action="store_true", help="run the training as a script, without a notebook")
     args = ap.parse_args(argv)
+    if args.notebook != QUICKSTART and not args.notebook.exists():
+        ap.error(f"no notebook at {args.notebook}")
+    # One intra-op thread (inherited by the kernel): the tiny model's matmuls are too small to gain from more, and
+    # on a small shared CPU extra threads made each step several times slower. OMP_NUM_THREADS=N overrides it.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     base = REPO if (REPO / "notebooks").is_dir() else Path.cwd()
     out_dir = (args.out or base / "build" / "notebooks").resolve()
     t0 = time.time()
