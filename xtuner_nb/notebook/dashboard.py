@@ -13,8 +13,8 @@ stop (interrupt the kernel: the Trainer turns KeyboardInterrupt into a graceful 
 the loop yields to the event loop between steps, clicks arrive, and the button asks for a graceful stop.
 
 Redraws are throttled by time and by a budget: the figure is redrawn at most every `min_interval` seconds, and only
-while the time spent in this hook so far, plus the measured cost of one more frame, stays under `max_overhead` (2%)
-of the wall time since the fit began. An expensive frame (the first one loads fonts) simply delays the next; the
+while the time spent in this hook so far, plus the measured cost of two more frames (this one and the final one),
+stays under `max_overhead` (2%) of the wall time since the fit began. An expensive frame (the first one loads fonts) simply delays the next; the
 progress line (cheap HTML) keeps moving meanwhile. The final frame is always drawn.
 """
 
@@ -232,7 +232,8 @@ class LiveDashboard(Hook):
         if now - self._last_draw < self.min_interval:
             return False
         budget = self.max_overhead * (now - self._begin)
-        return self.stats["hook_seconds"] + self._draw_cost <= budget
+        # this frame, and one more kept in reserve for the final frame that on_fit_end always draws
+        return self.stats["hook_seconds"] + 2 * self._draw_cost <= budget
 
     @property
     def overhead(self) -> float:
