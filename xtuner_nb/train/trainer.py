@@ -252,6 +252,10 @@ class Trainer:
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 
+    def __repr__(self) -> str:  # what a notebook cell ending in `trainer.fit()` prints
+        return (f"Trainer(step {self.cur_step}/{self.total_step}, epoch {self.cur_epoch}, "
+                f"{self.dist.world_size} rank(s) on {self.dist.device}, exp_dir={str(self.exp_dir)!r})")
+
     def describe(self) -> str:
         """The loop and the hooks that fire in it (fastai's show_training_loop)."""
         hooks = ", ".join(type(h).__name__ for h in self._fit_hooks()) or "none"
