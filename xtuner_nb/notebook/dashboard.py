@@ -60,6 +60,17 @@ def auto_dashboard(trainer: Any) -> "LiveDashboard | None":
     return LiveDashboard(trainer)
 
 
+_FIGURES: dict[int, CurvesFigure] = {}
+
+
+def _shared_figure(dpi: int) -> CurvesFigure:
+    """One figure per kernel, reused by every fit: a fresh figure's first frame costs several times a redraw (the
+    ticks and texts are created then), and a short fit may only ever draw its final frame."""
+    if dpi not in _FIGURES:
+        _FIGURES[dpi] = CurvesFigure(dpi=dpi)
+    return _FIGURES[dpi]
+
+
 def _ipython_display(obj: Any, display_id: bool = False):
     from IPython.display import display
 
@@ -247,7 +258,7 @@ class LiveDashboard(Hook):
 
         t0 = self._clock()
         if self.figure is None:
-            self.figure = CurvesFigure(dpi=self.dpi)
+            self.figure = _shared_figure(self.dpi)
         self.figure.draw(self.data, self._title(state))
         self.last_png = self.figure.png()
         image = Image(data=self.last_png, format="png")

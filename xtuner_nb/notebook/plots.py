@@ -123,6 +123,7 @@ class CurvesFigure:
             ax.set_title(title, fontsize=10)
             ax.set_xlabel("step", fontsize=8)
             ax.tick_params(labelsize=8)
+            ax.locator_params(nbins=5)  # fewer tick labels: text layout is most of a redraw's cost
             ax.grid(alpha=0.3)
             if key is None:
                 self._lines["raw"], = ax.plot([], [], color="C0", alpha=0.35, lw=1, label="loss")
