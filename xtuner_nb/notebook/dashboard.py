@@ -61,6 +61,7 @@ def auto_dashboard(trainer: Any) -> "LiveDashboard | None":
 
 
 _FIGURES: dict[int, CurvesFigure] = {}
+_LAST_FRAME_COST: dict[int, float] = {}  # by dpi: what the shared figure's last frame cost (seconds)
 
 
 def _shared_figure(dpi: int) -> CurvesFigure:
@@ -107,7 +108,7 @@ class LiveDashboard(Hook):
     """
 
     main_process_only = True
-    FIRST_DRAW_GUESS = 0.1  # seconds a frame is assumed to cost before one was measured
+    FIRST_DRAW_GUESS = 0.2  # seconds a frame is assumed to cost before one was measured in this kernel
     replaces_console_log = True  # the Trainer then keeps per-step log lines off the notebook (warnings stay)
 
     def __init__(self, trainer: Any = None, *, min_interval: float = 1.0, max_overhead: float = 0.02,
@@ -180,7 +181,7 @@ class LiveDashboard(Hook):
         self._begin = t0
         self._begin_step, self._elapsed0 = state.step, state.elapsed or 0.0
         self._last_draw = self._last_progress = -float("inf")
-        self._draw_cost = self.FIRST_DRAW_GUESS
+        self._draw_cost = _LAST_FRAME_COST.get(self.dpi, self.FIRST_DRAW_GUESS)
         self.stats = {"draws": 0, "progress_updates": 0, "draw_seconds": 0.0, "hook_seconds": 0.0}
         self.data = CurveData(self.smoothing)
         for row in state.history:  # a resumed or continued run shows its whole curve
@@ -265,7 +266,7 @@ class LiveDashboard(Hook):
         if self._plot_handle is not None:
             self._plot_handle.update(image)
         cost = self._clock() - t0
-        self._draw_cost = cost
+        self._draw_cost = _LAST_FRAME_COST[self.dpi] = cost
         self.stats["draws"] += 1
         self.stats["draw_seconds"] += cost
         self._last_draw = self._clock()
