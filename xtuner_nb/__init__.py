@@ -24,11 +24,30 @@ def _notebook_dashboard_factory(trainer):
     return auto_dashboard(trainer)
 
 
+def _curves_png_factory(trainer):
+    """Outside a notebook too: write `<log_dir>/curves.png` when a fit ends (needs matplotlib, else nothing)."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return None
+    from .train.events import Hook
+
+    class CurvesPng(Hook):
+        def on_fit_end(self, state, reason, control):
+            if state.history:
+                from .notebook.plots import save_curves_png
+
+                save_curves_png(trainer.history, trainer.log_dir / "curves.png")
+
+    return CurvesPng()
+
+
 def _register_default_hooks() -> None:
     from .train.events import DEFAULT_HOOK_FACTORIES
 
-    if _notebook_dashboard_factory not in DEFAULT_HOOK_FACTORIES:
-        DEFAULT_HOOK_FACTORIES.append(_notebook_dashboard_factory)
+    for factory in (_notebook_dashboard_factory, _curves_png_factory):
+        if factory not in DEFAULT_HOOK_FACTORIES:
+            DEFAULT_HOOK_FACTORIES.append(factory)
 
 
 _register_default_hooks()

@@ -29,6 +29,7 @@ def test_fit_layout_logs_history_and_hf_export(tiny_ckpt, tmp_path):
     assert TRACKER_KEYS <= set(rows[0])
     assert (exp / "logs/rank0.log").read_text().count("reduced_llm_loss") == 3
     assert list(trainer.history["step"]) == [1, 2, 3]
+    assert (exp / "logs/curves.png").stat().st_size > 1000  # the curves, written outside a notebook too
     assert sorted(p.name for p in (exp / "checkpoints").iterdir()) == ["ckpt-step-2", "ckpt-step-3"]
     for name in ("weights", "dataloader.pt", "lr_scheduler.pt", "rng_rank0.pt", "train_state.json",
                  "trainer_config.json"):
