@@ -195,8 +195,10 @@ class StepLog:
             cu = kwargs["cu_seq_lens_q"].tolist()
             lens = [b - a for a, b in zip(cu[:-1], cu[1:])]
             flat = ids.reshape(-1)
-            if self.pad_id is not None and lens and bool((flat[cu[-2]:] == self.pad_id).all()):
-                lens = lens[:-1]  # the padding at the end of one of our packs is its own segment
+            # our collator pads a pack with pseudo-segments of at most 256 pad tokens at its end: drop them all
+            pad = self.pad_id
+            while pad is not None and len(lens) > 1 and bool((flat[cu[len(lens) - 1]:] == pad).all()):
+                lens.pop()
         elif kwargs.get("attention_mask") is not None:  # a padded batch, one sample per row
             lens = kwargs["attention_mask"].sum(-1).tolist()
         else:
