@@ -29,6 +29,9 @@ def main() -> None:
     tiny, work_dir, over = Path(sys.argv[1]), Path(sys.argv[2]), json.loads(sys.argv[3])
     sleep = float(sys.argv[4]) if len(sys.argv) > 4 else 0.0
     trainer = Trainer.from_config(small_config(tiny, work_dir, **over), hooks=[PrintLoss(sleep)])
+    model = trainer.model
+    if trainer.dist.rank == 0:  # a tied lm_head must stay the embedding's tensor after sharding and loading
+        print(f"TIED {model.get_output_embeddings().weight is model.get_input_embeddings().weight}", flush=True)
     try:
         trainer.fit()
     finally:

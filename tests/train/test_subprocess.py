@@ -61,13 +61,25 @@ def test_sigint_at_a_random_step_saves_and_resume_matches(tiny_ckpt, tmp_path):
         assert loss == pytest.approx(ref_losses[step], abs=1e-6), step
 
 
-def test_torchrun_two_cpu_ranks_matches_one_rank(tiny_ckpt, tmp_path):
+@pytest.mark.parametrize("tied", [False, True], ids=["untied", "tied"])
+def test_torchrun_two_cpu_ranks_matches_one_rank(tiny_ckpt, tmp_path, tied):
+    """Under torchrun the model is built on the meta device and each rank loads only its shards; the losses must
+    still equal one process's (which builds the whole model), with separate and with tied embeddings."""
+    # the tiny model ties lm_head to the embedding (as Qwen3 0.6B-4B): the tie must survive the meta build,
+    # sharding and to_empty; 8B and larger keep a separate lm_head
+    if not tied:
+        from xtuner_nb.model import Qwen3DenseTinyConfig, make_tiny_checkpoint
+
+        tiny_ckpt = make_tiny_checkpoint(tmp_path / "untied", Qwen3DenseTinyConfig(tie_word_embeddings=False), seed=0)
     over = {"total_step": 3, "global_batch_size": 2}
     one = _run([sys.executable, str(SCRIPT), str(tiny_ckpt), str(tmp_path / "one"), json.dumps(over)])
     assert one.returncode == 0, one.stderr
     two = _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
                 str(SCRIPT), str(tiny_ckpt), str(tmp_path / "two"), json.dumps(over)])
     assert two.returncode == 0, two.stderr[-3000:]  # the exit code too: teardown must be clean
+    assert "shard by shard (meta-device build, 2 ranks)" in two.stderr
+    assert "shard by shard" not in one.stderr
+    assert f"TIED {tied}" in one.stdout and f"TIED {tied}" in two.stdout
     l1, l2 = _losses(one.stdout), _losses(two.stdout)
     assert sorted(l2) == [1, 2, 3]
     assert l2[1] == pytest.approx(l1[1], abs=1e-5)  # step-1 loss does not depend on the rank count

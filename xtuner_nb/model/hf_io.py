@@ -46,8 +46,9 @@ def load_hf_weights(model: nn.Module, path: str | Path, strict: bool = True) -> 
     A bf16 checkpoint loaded into an fp32 model gives fp32 master weights. A tied model (lm_head is the embedding)
     takes `model.embed_tokens.weight`, ignores a redundant `lm_head.weight`, and is re-tied first if `to_empty()`
     untied it. Shape mismatches always raise; missing or unexpected keys raise when `strict`. FSDP2 (DTensor)
-    parameters are filled shard by shard: every rank reads the files and keeps its own shard. Call it before `fully_shard` or after, but not on the meta device
-    (use `model.to_empty(device=...)` first; RoPE buffers are recomputed here, since `to_empty` leaves them garbage).
+    parameters are filled shard by shard: every rank reads only its own rows of each tensor from the files. Call it
+    before `fully_shard` or after, but not on the meta device (use `model.to_empty(device=...)` first; RoPE buffers
+    are recomputed here, since `to_empty` leaves them garbage).
     """
     path = Path(path)
     key_to_file = _checkpoint_index(path)
@@ -74,12 +75,11 @@ def load_hf_weights(model: nn.Module, path: str | Path, strict: bool = True) -> 
         for file, keys in sorted(by_file.items()):
             with safe_open(str(path / file), framework="pt", device="cpu") as f:
                 for key in keys:
-                    src = f.get_tensor(key)
-                    dst = targets[key]
-                    if tuple(src.shape) != tuple(dst.shape):
-                        raise ValueError(f"{path / file}: {key} has shape {tuple(src.shape)} in the checkpoint "
-                                         f"but {tuple(dst.shape)} in the model (check vocab_size/hidden_size of "
-                                         f"the model config against {path / 'config.json'})")
+                    src, dst = f.get_slice(key), targets[key]
+                    if tuple(src.get_shape()) != tuple(dst.shape):
+                        raise ValueError(f"{path / file}: {key} has shape {tuple(src.get_shape())} in the "
+                                         f"checkpoint but {tuple(dst.shape)} in the model (check vocab_size/"
+                                         f"hidden_size of the model config against {path / 'config.json'})")
                     _copy_into(dst, src)
                     report.loaded.append(key)
     _reset_rope_buffers(model)
@@ -161,14 +161,27 @@ def hf_name(name: str) -> str | None:
     return name.replace(".base_layer.", ".")
 
 
-def _copy_into(dst: torch.Tensor, src: torch.Tensor) -> None:
+def _copy_into(dst: torch.Tensor, src) -> None:
+    """Copy the safetensors slice `src` into `dst`. An FSDP2 shard (a DTensor split on dim 0 over one mesh
+    dimension) reads only its own rows from the file, so each rank touches 1/N of the checkpoint's bytes."""
     try:
-        from torch.distributed.tensor import DTensor, distribute_tensor
+        from torch.distributed.tensor import DTensor, Shard, distribute_tensor
     except ImportError:  # torch without distributed
         DTensor = None
     if DTensor is not None and isinstance(dst, DTensor):
-        src = distribute_tensor(src.to(device=dst.device, dtype=dst.dtype), dst.device_mesh, dst.placements)
-    dst.detach().copy_(src)
+        local = dst.to_local()
+        if dst.device_mesh.ndim == 1 and tuple(dst.placements) == (Shard(0),):
+            rows = dst.shape[0]
+            size, rank = dst.device_mesh.size(), dst.device_mesh.get_local_rank()
+            chunk = -(-rows // size)  # torch.chunk's split, as FSDP2 shards: ceil(rows / N) rows per rank
+            start = min(rank * chunk, rows)
+            part = src[start:start + local.shape[0]]
+        else:  # another layout: read the whole tensor, keep this rank's part (no communication)
+            part = distribute_tensor(src[:].to(dtype=dst.dtype), dst.device_mesh, dst.placements,
+                                     src_data_rank=None).to_local()
+        local.detach().copy_(part)
+        return
+    dst.detach().copy_(src[:])
 
 
 def _reset_rope_buffers(model: nn.Module) -> None:

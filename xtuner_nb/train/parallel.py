@@ -50,7 +50,12 @@ def compute_dtype(fsdp_cfg: FSDPConfig, device: torch.device) -> torch.dtype:
 
 
 def place_model(model: nn.Module, fsdp_cfg: FSDPConfig, info: DistInfo) -> nn.Module:
-    model.to(device=info.device)
+    """Move (or, for a model on the meta device, only shard) the model; the caller `to_empty`s a meta model."""
+    on_meta = any(p.is_meta for p in model.parameters())
+    if on_meta and not info.distributed:
+        raise ValueError("place_model: a model on the meta device needs FSDP (torchrun) to be sharded first")
+    if not on_meta:
+        model.to(device=info.device)
     for p in model.parameters():  # fp32 master weights for what trains; frozen ones (a LoRA base) keep their dtype
         if p.requires_grad and p.dtype != torch.float32:
             p.data = p.data.float()

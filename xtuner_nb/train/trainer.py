@@ -140,9 +140,13 @@ class Trainer:
         if vocab > self.model_cfg.vocab_size:
             raise ValueError(f"tokenizer has {vocab} tokens but model_cfg.vocab_size is {self.model_cfg.vocab_size}")
         lora = cfg.lora_cfg  # LoRA: the frozen base needs no fp32 master copy, it lives in the compute dtype
-        model = self.model_cfg.build(device="cpu", dtype=torch.float32 if lora is None
+        # Under torchrun with weights to load, no rank ever holds the whole model: build on the meta device, shard,
+        # allocate each rank's shards, then fill them from the safetensors files (torchtitan's order).
+        sharded_load = self.dist.distributed and cfg.load_from is not None and lora is None
+        model = self.model_cfg.build(device="meta" if sharded_load else "cpu",
+                                     dtype=torch.float32 if lora is None
                                      else compute_dtype(self.fsdp_cfg, self.dist.device))
-        if cfg.load_from is not None:
+        if cfg.load_from is not None and not sharded_load:
             load_hf_weights(model, cfg.load_from, strict=cfg.strict_load)
             self.logger.info(f"loaded weights from {cfg.load_from}")
         enable_packed_loss(model)
@@ -153,6 +157,11 @@ class Trainer:
             self.logger.info(describe_lora(model, lora))
         n = apply_recompute(model, self.fsdp_cfg)
         self.model = place_model(model, self.fsdp_cfg, self.dist)
+        if sharded_load:
+            self.model.to_empty(device=self.dist.device)
+            load_hf_weights(self.model, cfg.load_from, strict=cfg.strict_load)
+            self.logger.info(f"loaded weights from {cfg.load_from} shard by shard (meta-device build, "
+                             f"{self.dist.world_size} ranks)")
         self.model.train()
         self.autocast_dtype = None if self.dist.distributed or self.dist.device.type == "cpu" \
             else compute_dtype(self.fsdp_cfg, self.dist.device)
