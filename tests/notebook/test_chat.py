@@ -5,7 +5,7 @@ import torch
 
 from xtuner_nb.model import Qwen3DenseTinyConfig
 from xtuner_nb.model.tokenizer import make_tiny_tokenizer
-from xtuner_nb.notebook.chat import Answer, answers, chat, clear_chat_cache, compare_answers
+from xtuner_nb.notebook.chat_preview import Answer, answers, chat, clear_chat_cache, compare_answers
 
 
 @pytest.fixture(scope="module")
@@ -74,3 +74,21 @@ def test_compare_answers_table(tiny):
     assert all(a.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;") in table for a in after)
     with pytest.raises(ValueError, match="got 1 answers for 2 prompts"):
         compare_answers(prompts, before=["x"], after=before)
+
+
+def test_package_exports_stay_functions_after_every_submodule_is_imported():
+    """A re-run notebook cell `from xtuner_nb.notebook import chat` must give the function every time, also after
+    the module that defines it has been imported (a submodule named like the function would shadow it)."""
+    import importlib
+    import pkgutil
+
+    import xtuner_nb.notebook as nb
+
+    for info in pkgutil.iter_modules(nb.__path__):
+        importlib.import_module(f"xtuner_nb.notebook.{info.name}")
+    for name in nb.__all__:
+        from_import = getattr(importlib.import_module("xtuner_nb.notebook"), name)
+        assert not isinstance(from_import, type(nb)), f"xtuner_nb.notebook.{name} is a module, not the export"
+    from xtuner_nb.notebook import chat as chat_again
+
+    assert chat_again is chat

@@ -14,7 +14,9 @@ _EXPORTS = {
     "LiveDashboard": "dashboard", "auto_dashboard": "dashboard",
     "plot_history": "plots", "save_curves_png": "plots", "compare_runs": "plots", "load_tracker": "plots",
     "show_tokens": "viewer", "length_histogram": "viewer", "pack_stats_table": "viewer",
-    "chat": "chat", "answers": "chat", "compare_answers": "chat", "clear_chat_cache": "chat",
+    # the module is not named `chat`: importing it would make `xtuner_nb.notebook.chat` the module, not the function
+    "chat": "chat_preview", "answers": "chat_preview", "compare_answers": "chat_preview",
+    "clear_chat_cache": "chat_preview",
     "generations_html": "eval_view", "generations_frame": "eval_view", "in_notebook_kernel": "dashboard",
     "estimate_memory": "memory", "show_fit": "memory", "MemoryEstimate": "memory", "GPUS": "memory",
     "oom_advice": "oom",
