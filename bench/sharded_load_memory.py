@@ -19,15 +19,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402  (puts the repo root on sys.path too)
 
-GiB = 2**30
+GiB = common.GiB
 
 
 def parse_args(argv=None):
@@ -82,7 +82,7 @@ def child(args) -> None:
     from xtuner_nb.train.dist import teardown_distributed
 
     dist.init_process_group("gloo")  # the Trainer reuses it; its memory is part of the baseline
-    before, maxrss_before = _anon_gib(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    before, maxrss_before = _anon_gib(), common.peak_rss_gib()
     sampler = PeakSampler()
     trainer = Trainer(
         model_cfg=Qwen3DenseConfig.from_hf(args.ckpt), load_from=args.ckpt if args.child == "sharded" else None,
@@ -94,7 +94,7 @@ def child(args) -> None:
             pack_max_length=256),
         show_dashboard=False, debug_skip_save=True)
     peak = sampler.stop()
-    maxrss_growth = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20 - maxrss_before
+    maxrss_growth = common.peak_rss_gib() - maxrss_before
     local = sum(p.to_local().numel() if hasattr(p, "to_local") else p.numel() for p in trainer.model.parameters())
     rank = dist.get_rank()
     (args.out.parent / f"{args.child}-{rank}.json").write_text(json.dumps(

@@ -13,7 +13,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import textwrap
 import time
 import urllib.request
 from pathlib import Path
@@ -21,30 +20,15 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from tests.notebook.kernel_cells import tiny_trainer_cell
+
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("XTUNER_NB_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 SHOTS = Path(os.environ.get("XTUNER_NB_SCREENSHOT_DIR", REPO / "build" / "screenshots"))
 
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no Chromium binary (Debian: apt-get install chromium)")
 
-SETUP = textwrap.dedent("""
-    from pathlib import Path
-    from xtuner_nb.config import AdamWConfig, FSDPConfig, LRConfig
-    from xtuner_nb.datasets import DataloaderConfig, DatasetConfig, OpenaiTokenizeFunctionConfig
-    from xtuner_nb.datasets.demo import demo_data_path
-    from xtuner_nb.model import Qwen3DenseConfig, make_tiny_checkpoint
-    from xtuner_nb.train import Trainer
-
-    tiny = make_tiny_checkpoint(Path("tiny"), seed=0)
-    dl = DataloaderConfig(dataset_config_list=[{"dataset": DatasetConfig(anno_path=demo_data_path("train")),
-                          "tokenize_fn": OpenaiTokenizeFunctionConfig(chat_template="qwen3", max_length=256)}],
-                          pack_max_length=256)
-    trainer = Trainer(model_cfg=Qwen3DenseConfig.from_hf(tiny), load_from=tiny, tokenizer_path=tiny,
-                      dataloader_cfg=dl, optim_cfg=AdamWConfig(lr=1e-3), lr_cfg=LRConfig(warmup_ratio=0),
-                      fsdp_cfg=FSDPConfig(recompute_ratio=0.0), total_step=400, work_dir=Path("work_dir"),
-                      device="cpu", hf_interval=None)
-    print("READY")
-""")
+SETUP = tiny_trainer_cell(pack_len=256, total_step=400) + 'print("READY")\n'
 AFIT = "await trainer.afit()\nprint('AFIT_RETURNED at step', trainer.cur_step)"
 SYNC = ("import time\nfrom xtuner_nb.train.events import Hook\n\n"
         "class Slow(Hook):\n    def on_step_end(self, state, metrics, control):\n        time.sleep(0.3)\n\n"

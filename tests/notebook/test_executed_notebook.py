@@ -8,6 +8,8 @@ import textwrap
 import nbformat
 import pytest
 
+from tests.notebook.kernel_cells import tiny_trainer_cell
+
 pytest.importorskip("nbclient")
 
 FEED_EVENTS = textwrap.dedent("""
@@ -70,23 +72,8 @@ def test_saved_notebook_holds_final_frame_as_png_and_html(tmp_path):
     assert saved.metadata.get("widgets"), "widget state is stored in the notebook"
 
 
-BUILD_TRAINER = textwrap.dedent("""
-    from pathlib import Path
-    from xtuner_nb.config import AdamWConfig, FSDPConfig, LRConfig
-    from xtuner_nb.datasets import DataloaderConfig, DatasetConfig, OpenaiTokenizeFunctionConfig
-    from xtuner_nb.datasets.demo import demo_data_path
-    from xtuner_nb.model import Qwen3DenseConfig, make_tiny_checkpoint
+BUILD_TRAINER = tiny_trainer_cell(pack_len=128, total_step=6) + textwrap.dedent("""
     from xtuner_nb.notebook.dashboard import LiveDashboard
-    from xtuner_nb.train import Trainer
-
-    tiny = make_tiny_checkpoint(Path("tiny"), seed=0)
-    dl = DataloaderConfig(dataset_config_list=[{"dataset": DatasetConfig(anno_path=demo_data_path("train")),
-                          "tokenize_fn": OpenaiTokenizeFunctionConfig(chat_template="qwen3", max_length=128)}],
-                          pack_max_length=128)
-    trainer = Trainer(model_cfg=Qwen3DenseConfig.from_hf(tiny), load_from=tiny, tokenizer_path=tiny,
-                      dataloader_cfg=dl, optim_cfg=AdamWConfig(lr=1e-3), lr_cfg=LRConfig(warmup_ratio=0),
-                      fsdp_cfg=FSDPConfig(recompute_ratio=0.0), total_step=6, work_dir=Path("work_dir"),
-                      device="cpu", hf_interval=None)
     dash = LiveDashboard(trainer)  # kept in a variable so the cell below can press its button
     trainer.hooks.append(dash)
 """)
