@@ -1,5 +1,8 @@
 """Run under torchrun by test_sharded_load.py: meta build -> fully_shard -> to_empty -> load_hf_weights, then every
-rank gathers the full state dict and compares it with the checkpoint file. Prints `MATCH <rank> <max abs diff>`."""
+rank gathers the full state dict and compares it with the checkpoint file.
+
+usage: sharded_load_script.py CKPT OUT_DIR; each rank writes its max abs difference to OUT_DIR/rank-<r>.txt (a file per
+rank, not stdout: the ranks share torchrun's stdout, and the test must see every rank's result)."""
 
 import sys
 from pathlib import Path
@@ -16,7 +19,7 @@ from xtuner_nb.model import Qwen3DenseConfig, load_hf_weights  # noqa: E402
 
 
 def main() -> None:
-    ckpt = Path(sys.argv[1])
+    ckpt, out_dir = Path(sys.argv[1]), Path(sys.argv[2])
     dist.init_process_group("gloo")
     model = Qwen3DenseConfig.from_hf(ckpt).build(device="meta", dtype=torch.float32)
     for layer in model.model.layers:
@@ -28,7 +31,7 @@ def main() -> None:
     ref = load_file(str(ckpt / "model.safetensors"))
     assert set(ref) <= set(full), sorted(set(ref) - set(full))
     diff = max((full[k].float() - ref[k].float()).abs().max().item() for k in ref)
-    print(f"MATCH {dist.get_rank()} {diff}", flush=True)
+    (out_dir / f"rank-{dist.get_rank()}.txt").write_text(repr(diff))
     dist.barrier()
     dist.destroy_process_group()
 
