@@ -14,7 +14,7 @@ from transformers import AutoModelForCausalLM, GenerationConfig, Qwen3ForCausalL
 
 from .model_testlib import VOCAB, small_cfg
 from xtuner_nb.model import Qwen3DenseConfig, load_hf_weights, save_hf
-from xtuner_nb.model.hf_io import parse_size
+from xtuner_nb.model.hf_save import parse_size
 
 IDS = torch.randint(0, VOCAB, (2, 13), generator=torch.Generator().manual_seed(0))
 

@@ -249,9 +249,11 @@ def test_compare_runs_and_tracker_errors(tmp_path):
 
 def test_auto_dashboard_is_none_outside_a_kernel():
     assert auto_dashboard(SimpleNamespace()) is None
-    from xtuner_nb import _notebook_dashboard_factory
+    from xtuner_nb.notebook.hooks import dashboard
+    from xtuner_nb.train.default_hooks import default_hook_names
 
-    assert _notebook_dashboard_factory(SimpleNamespace()) is None
+    assert dashboard(SimpleNamespace()) is None
+    assert default_hook_names(None) == ["curves_png"]  # a script or pytest: no dashboard
 
 
 def test_dashboard_does_not_keep_the_trainer_alive():

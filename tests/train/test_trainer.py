@@ -169,11 +169,16 @@ def test_half_written_checkpoint_is_ignored_and_maxkeep_prunes(tiny_ckpt, tmp_pa
     assert again.cur_step == 4
 
 
-def test_train_package_imports_no_ui():
-    import subprocess
-    import sys
+def test_config_overrides_default_hooks_off_and_a_new_trainer_closes_nothing(tiny_ckpt, tmp_path):
+    from xtuner_nb.train import Trainer
 
-    code = ("import sys, xtuner_nb.train, xtuner_nb.train.trainer; "
-            "bad = [m for m in ('ipywidgets', 'matplotlib', 'IPython') if m in sys.modules]; print(bad)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "[]"
+    cfg = small_config(tiny_ckpt, tmp_path, total_step=4, debug_skip_save=True)
+    with pytest.raises(TypeError, match="totl_step"):
+        Trainer(trainer_cfg=cfg, totl_step=1)
+    first = Trainer(trainer_cfg=cfg, total_step=1, default_hooks=[])
+    assert first.config.total_step == first.total_step == 1 and cfg.total_step == 4
+    second = Trainer.from_config(cfg, total_step=1)
+    first.fit()  # building `second` left `first` whole: two runs can be compared in one kernel
+    assert first.model is not None and list(first.history["step"]) == [1]
+    assert not (first.log_dir / "curves.png").exists()  # default_hooks=[]: no curves.png hook
+    assert second.default_hook_factories and not first.default_hook_factories

@@ -14,13 +14,14 @@ from .lora import QWEN3_LINEAR_MODULES, LoRAConfig
 
 if TYPE_CHECKING:
     from .attention import VARLEN_IMPL, register_varlen_attention
-    from .hf_io import LoadReport, load_hf_weights, save_hf
+    from .hf_load import LoadReport, load_hf_weights
+    from .hf_save import save_hf
     from .qwen3 import build_qwen3
     from .tiny import make_tiny_checkpoint
     from .tokenizer import make_tiny_tokenizer
 
 _LAZY = {
-    "build_qwen3": ".qwen3", "load_hf_weights": ".hf_io", "save_hf": ".hf_io", "LoadReport": ".hf_io",
+    "build_qwen3": ".qwen3", "load_hf_weights": ".hf_load", "save_hf": ".hf_save", "LoadReport": ".hf_load",
     "make_tiny_checkpoint": ".tiny", "make_tiny_tokenizer": ".tokenizer",
     "VARLEN_IMPL": ".attention", "register_varlen_attention": ".attention",
 }

@@ -9,7 +9,7 @@ from typing import Iterable
 import torch
 
 from .config import Qwen3DenseConfig, Qwen3DenseTinyConfig
-from .hf_io import save_hf
+from .hf_save import save_hf
 from .tokenizer import make_tiny_tokenizer
 
 

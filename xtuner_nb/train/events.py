@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 EVENTS = ("on_fit_begin", "on_step_end", "on_eval_end", "on_save", "on_fit_end")
 EndReason = Literal["finished", "stopped", "interrupted", "error"]
@@ -83,7 +83,3 @@ def call_hooks(hooks: list[Hook], event: str, *args: Any) -> None:
         except Exception as exc:  # name the culprit, as fastai does
             raise HookError(f"hook {type(hook).__name__}.{event} failed: {exc!r}") from exc
 
-
-# Factories that may contribute a hook to every fit() (e.g. the notebook dashboard when running in a kernel).
-# The top-level package registers the notebook factory; `xtuner_nb.train` itself never imports UI code.
-DEFAULT_HOOK_FACTORIES: list[Callable[[Any], Hook | None]] = []

@@ -24,11 +24,11 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from ..model.hf_io import hf_name, save_hf
+from ..model.hf_save import save_hf
 from ..model.lora import LoRAConfig
+from ..model.lora_merge import ADAPTER, merged_state_dict
 
 ADAPTER_DIR = "adapter"  # hf-N/adapter: the peft adapter beside the merged weights
-ADAPTER = "default"  # peft's adapter name; the Trainer trains one adapter
 _TIED_ENDS = ("lm_head", "embed_tokens")
 
 
@@ -83,38 +83,7 @@ def describe(model: nn.Module, cfg: LoRAConfig) -> str:
             f"trainable of {total / 1e6:.2f} M parameters ({100 * trainable / total:.3f}%)")
 
 
-# ---- merged weights and the adapter folder -------------------------------------------------------------------------
-def merged_state_dict(state_dict: Mapping[str, torch.Tensor], cfg: LoRAConfig) -> dict[str, torch.Tensor]:
-    """HF-named full weights of the adapted model: W + (lora_alpha / r)·B@A, computed in fp32 and rounded once.
-
-    `state_dict` is the PeftModel's full state dict (plain tensors, e.g. `get_model_state_dict(..., full_state_dict=
-    True)`); `modules_to_save` copies replace their originals. Same numbers as peft's `merge_and_unload()`.
-    """
-    out: dict[str, torch.Tensor] = {}
-    for key, value in state_dict.items():
-        if ".lora_" in key or ".original_module." in key:
-            continue  # adapter factors (merged below) and the frozen originals of modules_to_save
-        key = key.replace(f".modules_to_save.{ADAPTER}.", ".")
-        if key.endswith(".base_layer.weight"):
-            value = _merge(state_dict, key[: -len(".base_layer.weight")], value, cfg.scaling)
-        name = hf_name(key)
-        if name is not None:
-            out[name] = value
-    return out
-
-
-def _merge(sd: Mapping[str, torch.Tensor], prefix: str, weight: torch.Tensor, scaling: float) -> torch.Tensor:
-    a, b = sd.get(f"{prefix}.lora_A.{ADAPTER}.weight"), sd.get(f"{prefix}.lora_B.{ADAPTER}.weight")
-    if a is not None and b is not None:  # nn.Linear: W (out x in) += B (out x r) @ A (r x in)
-        delta = b.float() @ a.float()
-    else:
-        a, b = sd.get(f"{prefix}.lora_embedding_A.{ADAPTER}"), sd.get(f"{prefix}.lora_embedding_B.{ADAPTER}")
-        if a is None or b is None:
-            return weight
-        delta = (b.float() @ a.float()).T  # nn.Embedding: W (vocab x dim) += (B (dim x r) @ A (r x vocab))^T
-    return (weight.float() + scaling * delta).to(weight.dtype)
-
-
+# ---- the adapter folder and the merged export ----------------------------------------------------------------------
 def save_adapter(peft_model: nn.Module, state_dict: Mapping[str, torch.Tensor], path: str | Path) -> Path:
     """The adapter in peft's format (`adapter_config.json` + `adapter_model.safetensors`), written atomically.
 
@@ -135,7 +104,7 @@ def save_lora_hf(peft_model: nn.Module, state_dict: Mapping[str, torch.Tensor], 
                  path: str | Path, tokenizer: Any = None, dtype: torch.dtype = torch.bfloat16) -> Path:
     """`path/`: the merged model (an ordinary HF folder, `dtype`); `path/adapter/`: the peft adapter (fp32)."""
     path = Path(path)
-    save_hf(merged_state_dict(state_dict, cfg), model_cfg, path, tokenizer=tokenizer, dtype=dtype)
+    save_hf(merged_state_dict(state_dict, cfg.scaling), model_cfg, path, tokenizer=tokenizer, dtype=dtype)
     save_adapter(peft_model, state_dict, path / ADAPTER_DIR)
     return path
 

@@ -3,7 +3,8 @@
 The loss of the step is the token mean over *every* pack of *every* rank: each pack's loss is divided by the
 step-wide denominator (the sum of loss weights, all-reduced), so summing the micro-step losses gives exactly the
 loss of one big batch -- independent of the number of ranks and of gradient accumulation ("global loss
-calibration"). `sample`/`square` reductions only change the per-token weights.
+calibration"). `sample`/`square` reductions only change the per-token weights. The model computes each pack's
+loss in its own forward (`xtuner_nb.model.qwen3.Qwen3ForPackedCausalLM`).
 """
 
 from __future__ import annotations
@@ -14,28 +15,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..loss import CELossConfig, lm_loss, loss_weights
+from ..loss import CELossConfig, loss_weights
 from .dist import all_reduce_sum
-
-
-def enable_packed_loss(model: nn.Module) -> nn.Module:
-    """Teach a transformers CausalLM to return our loss when given packed labels; generation is untouched.
-
-    The loss must run inside the root module's forward: under FSDP2 the lm_head weight is only gathered there.
-    """
-    cls = type(model)
-    if getattr(cls, "_xtuner_packed_loss", False):
-        return model
-
-    def forward(self, *args, shifted_labels=None, loss_weights=None, loss_denominator=None, loss_cfg=None, **kw):
-        if shifted_labels is None:
-            return cls.forward(self, *args, **kw)
-        hidden = self.model(*args, **kw).last_hidden_state
-        return lm_loss(hidden, self.lm_head.weight, shifted_labels, loss_weights, loss_denominator, loss_cfg)
-
-    model.__class__ = type(cls.__name__, (cls,), {"forward": forward, "_xtuner_packed_loss": True,
-                                                  "__module__": cls.__module__})
-    return model
 
 
 def pack_inputs(pack: dict, device: torch.device) -> dict:

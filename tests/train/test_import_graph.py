@@ -1,0 +1,55 @@
+"""`xtuner_nb.train` never imports the notebook layer or UI libraries, not even lazily inside a function; importing
+the package has no side effects (nothing is registered, no UI module is loaded)."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+TRAIN = Path(__file__).resolve().parents[2] / "xtuner_nb" / "train"
+FORBIDDEN = ("xtuner_nb.notebook", "ipywidgets", "matplotlib", "IPython")
+
+
+def _imports(path: Path) -> list[tuple[int, str]]:
+    """Every module name an import statement anywhere in `path` (functions included) refers to, made absolute;
+    plus string constants naming a forbidden module (importlib.import_module("...") is an import too)."""
+    package = "xtuner_nb.train"
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, a.name) for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                base = f"{parent}.{base}" if base else parent
+            found += [(node.lineno, f"{base}.{a.name}" if not node.module else base) for a in node.names]
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.startswith(FORBIDDEN):
+            found.append((node.lineno, node.value))
+    return found
+
+
+def test_train_never_imports_the_notebook_layer_or_ui_libraries():
+    files = sorted(TRAIN.rglob("*.py"))
+    assert len(files) > 10
+    bad = [f"{p.relative_to(TRAIN.parent.parent)}:{line} imports {name}" for p in files
+           for line, name in _imports(p) if name == "xtuner_nb" or name.startswith(FORBIDDEN)
+           or name.startswith("xtuner_nb.notebook")]
+    assert bad == []
+
+
+def test_the_checker_sees_a_lazy_relative_import(tmp_path):
+    """The check above would fail on the kind of import that Trainer.plot used to hide in a function."""
+    probe = tmp_path / "probe.py"
+    probe.write_text("def plot():\n    from ..notebook.plots import plot_history\n", encoding="utf-8")
+    assert _imports(probe) == [(2, "xtuner_nb.notebook.plots")]
+
+
+def test_importing_the_package_and_the_trainer_loads_no_ui():
+    code = ("import sys, xtuner_nb, xtuner_nb.train, xtuner_nb.train.trainer; "
+            "print([m for m in sys.modules if m.startswith(('xtuner_nb.notebook', 'ipywidgets', 'matplotlib', "
+            "'IPython'))])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -1,0 +1,182 @@
+"""Our model -> a Hugging Face folder: safetensors (sharded when large), `config.json`, `generation_config.json`,
+the tokenizer; written to a temporary sibling and renamed, so a crash never leaves half a folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping
+
+import torch
+from torch import nn
+
+from .hf_load import INDEX_FILE, SINGLE_FILE, few, named_tensors, hf_name
+from .lora_merge import merged_model_weights
+
+if TYPE_CHECKING:
+    from .config import Qwen3DenseConfig
+
+TIED_KEY = "lm_head.weight"  # dropped on save when tied, as transformers does
+
+
+def save_hf(state_dict_or_model: nn.Module | Mapping[str, torch.Tensor], model_cfg: "Qwen3DenseConfig",
+            path: str | Path, tokenizer: Any = None, dtype: torch.dtype = torch.bfloat16,
+            max_shard_size: int | str = "4GB") -> Path:
+    """Write an HF folder that `AutoModelForCausalLM.from_pretrained(path)` loads; returns `path`.
+
+    `state_dict_or_model`: a model (plain, compiled, or peft: active LoRA adapters are merged into the saved
+    weights, the model is left as it is), or a plain state dict of full tensors. For FSDP2, gather on every rank with
+    `torch.distributed.checkpoint.state_dict.get_model_state_dict(model, options=StateDictOptions(
+    full_state_dict=True, cpu_offload=True))` and call `save_hf(that_dict, ...)` on rank 0 only.
+    Weights are cast to `dtype` shard by shard (files of at most `max_shard_size`, "4GB" = 4e9 bytes, "4GiB" =
+    4*2**30; sharded with `model.safetensors.index.json` when larger). `config.json` comes from
+    `model_cfg.hf_config`, `generation_config.json` holds bos/eos/pad (eos = [eos, bos] like Qwen3's own), the
+    tokenizer is saved with `save_pretrained`. Everything goes to a temporary sibling folder that is renamed onto
+    `path` at the end, so a crash leaves either the old folder or the complete new one (an existing `path` is
+    replaced).
+    """
+    path = Path(path)
+    tensors = _full_state_dict(state_dict_or_model)
+    tensors = _check_against_config(tensors, model_cfg)
+    limit = parse_size(max_shard_size)
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        _write_weights(tensors, tmp, dtype, limit)
+        hf = model_cfg.hf_config
+        hf.dtype = dtype
+        hf.save_pretrained(str(tmp))
+        _generation_config(model_cfg, tokenizer).save_pretrained(str(tmp))
+        if tokenizer is not None:
+            tokenizer.save_pretrained(str(tmp))
+        _replace_dir(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+def _full_state_dict(obj: nn.Module | Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    if isinstance(obj, nn.Module):
+        raw = merged_model_weights(obj)  # HF names; active LoRA adapters merged
+    else:
+        raw = dict(obj)
+        lora = [k for k in raw if "lora_" in k]
+        if lora:
+            raise ValueError(f"save_hf: the state dict holds LoRA adapter weights ({lora[0]}, ...) that cannot be "
+                             "merged without their peft config; pass the peft model itself, or merge first "
+                             "(model.merge_and_unload())")
+    out: dict[str, torch.Tensor] = {}
+    for raw_name, t in raw.items():
+        name = hf_name(raw_name)
+        if name is None:
+            continue
+        if type(t).__name__ == "DTensor":
+            raise ValueError(f"save_hf: {raw_name} is a DTensor shard; gather a full state dict first with "
+                             "get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, "
+                             "cpu_offload=True)) and call save_hf on rank 0 only")
+        if t.is_meta:
+            raise ValueError(f"save_hf: {raw_name} is on the meta device (no values to save)")
+        out[name] = t
+    return out
+
+
+def _check_against_config(tensors: dict[str, torch.Tensor], model_cfg: "Qwen3DenseConfig") -> dict[str, torch.Tensor]:
+    """Same names and shapes as the model `model_cfg` builds (checked on the meta device); drops the tied lm_head."""
+    expected = {n: tuple(t.shape) for n, t in named_tensors(model_cfg.build(device="meta"))[0].items()}
+    if model_cfg.tie_word_embeddings:
+        tensors = {k: v for k, v in tensors.items() if k != TIED_KEY}
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    if missing or unexpected:
+        msg = ["save_hf: the weights do not match model_cfg"]
+        if missing:
+            msg.append(f"missing ({len(missing)}): {few(missing)}")
+        if unexpected:
+            msg.append(f"unexpected ({len(unexpected)}): {few(unexpected)}")
+        raise KeyError("; ".join(msg))
+    for name, shape in expected.items():
+        if tuple(tensors[name].shape) != shape:
+            raise ValueError(f"save_hf: {name} has shape {tuple(tensors[name].shape)}, model_cfg implies {shape}")
+    return {n: tensors[n] for n in expected}  # HF order: embeddings, layers, norm, lm_head
+
+
+def _write_weights(tensors: dict[str, torch.Tensor], folder: Path, dtype: torch.dtype, limit: int) -> None:
+    from safetensors.torch import save_file
+
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    shards: list[list[str]] = [[]]
+    size = 0
+    for name, t in tensors.items():
+        nbytes = t.numel() * itemsize
+        if shards[-1] and size + nbytes > limit:
+            shards.append([])
+            size = 0
+        shards[-1].append(name)
+        size += nbytes
+    total = sum(t.numel() for t in tensors.values()) * itemsize
+    files = [SINGLE_FILE] if len(shards) == 1 else [f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors"
+                                                      for i in range(len(shards))]
+    weight_map = {}
+    for file, names in zip(files, shards):
+        # cast one shard at a time; copy=True so no saved tensor shares storage with another (safetensors refuses)
+        shard = {n: tensors[n].detach().to(device="cpu", dtype=dtype, copy=True).contiguous() for n in names}
+        save_file(shard, str(folder / file), metadata={"format": "pt"})
+        weight_map.update({n: file for n in names})
+        del shard
+    if len(files) > 1:
+        index = {"metadata": {"total_size": total}, "weight_map": weight_map}
+        (folder / INDEX_FILE).write_text(json.dumps(index, indent=2) + "\n")
+
+
+def _generation_config(model_cfg: "Qwen3DenseConfig", tokenizer: Any):
+    from transformers import GenerationConfig
+
+    bos, eos = model_cfg.bos_token_id, model_cfg.eos_token_id
+    pad = model_cfg.pad_token_id
+    if pad is None and tokenizer is not None:
+        pad = getattr(tokenizer, "pad_token_id", None)
+    if pad is None:
+        pad = bos
+    eos_ids = [eos] + ([bos] if bos != eos else [])
+    return GenerationConfig(bos_token_id=bos, eos_token_id=eos_ids if len(eos_ids) > 1 else eos, pad_token_id=pad)
+
+
+def _replace_dir(tmp: Path, path: Path) -> None:
+    """Put `tmp` at `path`: a rename, after moving an existing `path` aside (and deleting it afterwards)."""
+    old = None
+    if path.exists() or path.is_symlink():
+        old = path.parent / f".{path.name}.old-{uuid.uuid4().hex[:8]}"
+        os.replace(path, old)
+    os.replace(tmp, path)
+    if old is not None:
+        if old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            old.unlink()
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)?\s*$", re.IGNORECASE)
+_UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+          "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+
+
+def parse_size(size: int | str) -> int:
+    """Bytes from 4_000_000_000, "4GB" (decimal, as transformers) or "4GiB" (binary)."""
+    if isinstance(size, int):
+        if size <= 0:
+            raise ValueError(f"max_shard_size must be positive, got {size}")
+        return size
+    m = _SIZE.match(str(size))
+    if not m:
+        raise ValueError(f"max_shard_size {size!r}: expected bytes or a size like '4GB', '500MB', '2GiB'")
+    return max(1, int(float(m.group(1)) * _UNITS[(m.group(2) or "B").upper()]))
+
+

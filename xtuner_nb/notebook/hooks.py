@@ -1,0 +1,41 @@
+"""The notebook layer's hooks for the Trainer, found through the `xtuner_nb.hooks` entry points (pyproject.toml).
+
+`xtuner_nb.train.default_hooks` picks them by name when a Trainer is built; this module is imported only then.
+Each factory takes the Trainer and returns a `Hook`, or None when it has nothing to do in this process.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..train.events import Hook
+
+
+def dashboard(trainer: Any):
+    """The live dashboard of every fit() inside a Jupyter kernel (None elsewhere, or without ipywidgets)."""
+    try:
+        from .dashboard import auto_dashboard
+    except ImportError:  # notebook extras not installed: plain log lines only
+        return None
+    return auto_dashboard(trainer)
+
+
+class CurvesPng(Hook):
+    """`<log_dir>/curves.png` when a fit ends, outside a notebook too."""
+
+    def __init__(self, trainer: Any):
+        self.trainer = trainer
+
+    def on_fit_end(self, state, reason, control):
+        if state.history:
+            from .plots import save_curves_png
+
+            save_curves_png(self.trainer.history, self.trainer.log_dir / "curves.png")
+
+
+def curves_png(trainer: Any):
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return None
+    return CurvesPng(trainer)

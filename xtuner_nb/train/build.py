@@ -1,0 +1,137 @@
+"""Building a run's parts, in the order `Trainer.__init__` calls them: seed -> tokenizer -> data -> model ->
+optimizer. Plain functions of the config; the RNG is consumed in this order, so a run is repeatable.
+
+A new part (another tokenizer source, a memory check, a compile step) is one function here and one line in
+`Trainer.__init__`.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..config import FSDPConfig
+from ..datasets import DataloaderConfig
+from .config import TrainerConfig
+from .dist import DistInfo
+from .lora import apply_lora, base_fingerprint, describe as describe_lora, resume_record as lora_resume_record
+from .parallel import apply_recompute, compute_dtype, place_model
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+    try:
+        import numpy as np
+
+        np.random.seed(seed)
+    except ImportError:
+        pass
+
+
+TRUST_REMOTE_CODE_HINT = ("set trust_remote_code=True in the TrainerConfig (CLI: --trust-remote-code) only if you "
+                          "trust the Python files in that folder")
+
+
+def build_tokenizer(cfg: TrainerConfig, logger: logging.Logger):
+    if cfg.tokenizer_path is None:
+        from .toy_tokenizer import UTF8ByteTokenizer
+
+        logger.info("Using toy tokenizer (UTF-8 bytes): tokenizer_path is None")
+        return UTF8ByteTokenizer()
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(cfg.tokenizer_path), trust_remote_code=True)
+
+
+@dataclass
+class DataParts:
+    loader: Any
+    global_batch_size: int  # packs per optimizer step over all ranks
+    micro_batch_size: int  # packs per step on this rank (= gradient accumulation steps)
+    total_step: int
+
+
+def build_data(cfg: TrainerConfig, dist: DistInfo, tokenizer, logger: logging.Logger) -> DataParts:
+    world = dist.world_size
+    dl_cfg: DataloaderConfig = cfg.dataloader_cfg.model_copy()
+    if cfg.dataset_cfg is not None:
+        dl_cfg = dl_cfg.model_copy(update={"dataset_config_list": cfg.dataset_cfg})
+    pad = getattr(tokenizer, "pad_token_id", None)
+    dl_cfg = dl_cfg.model_copy(update={"pad_token_id": pad if pad is not None else tokenizer.eos_token_id})
+    gbs = cfg.global_batch_size or world
+    if gbs % world:
+        raise ValueError(f"global_batch_size={gbs} must be a multiple of the number of ranks ({world})")
+    loader = dl_cfg.build(tokenizer, dp_rank=dist.rank, dp_size=world, micro_batch_size=gbs // world, seed=cfg.seed)
+    steps_per_epoch = len(loader)
+    total_step = cfg.total_step or steps_per_epoch * (cfg.total_epoch or 1)
+    logger.info(f"data: {getattr(loader, 'stats', '')}; {steps_per_epoch} steps/epoch, "
+                f"global_batch_size {gbs} packs, grad_accumulation_steps: {gbs // world}, total_step {total_step}")
+    return DataParts(loader, gbs, gbs // world, total_step)
+
+
+@dataclass
+class ModelParts:
+    model: nn.Module  # placed (FSDP2 under torchrun), in train mode
+    autocast_dtype: torch.dtype | None  # single-GPU mixed precision; None on CPU and under FSDP2 (it casts itself)
+    lora_record: dict[str, Any]  # what a checkpoint records about LoRA (see lora.resume_record)
+
+
+def build_model(cfg: TrainerConfig, dist: DistInfo, tokenizer, logger: logging.Logger) -> ModelParts:
+    from ..model import load_hf_weights
+
+    model_cfg, fsdp_cfg = cfg.model_cfg, cfg.fsdp_cfg or FSDPConfig()
+    vocab = len(tokenizer)
+    if vocab > model_cfg.vocab_size:
+        raise ValueError(f"tokenizer has {vocab} tokens but model_cfg.vocab_size is {model_cfg.vocab_size}")
+    lora = cfg.lora_cfg  # LoRA: the frozen base needs no fp32 master copy, it lives in the compute dtype
+    # Under torchrun with weights to load, no rank ever holds the whole model: build on the meta device, shard,
+    # allocate each rank's shards, then fill them from the safetensors files (torchtitan's order).
+    sharded_load = dist.distributed and cfg.load_from is not None and lora is None
+    model = model_cfg.build(device="meta" if sharded_load else "cpu",
+                            dtype=torch.float32 if lora is None else compute_dtype(fsdp_cfg, dist.device))
+    if cfg.load_from is not None and not sharded_load:
+        load_hf_weights(model, cfg.load_from, strict=cfg.strict_load)
+        logger.info(f"loaded weights from {cfg.load_from}")
+    lora_record = lora_resume_record(None, None)
+    if lora is not None:  # a fresh base in every Trainer: re-running the cell never stacks adapters
+        lora_record = lora_resume_record(lora, base_fingerprint(model))
+        model = apply_lora(model, lora, base_model_name_or_path=cfg.load_from)
+        logger.info(describe_lora(model, lora))
+    n = apply_recompute(model, fsdp_cfg)
+    placed = place_model(model, fsdp_cfg, dist)
+    if sharded_load:
+        placed.to_empty(device=dist.device)
+        load_hf_weights(placed, cfg.load_from, strict=cfg.strict_load)
+        logger.info(f"loaded weights from {cfg.load_from} shard by shard (meta-device build, "
+                    f"{dist.world_size} ranks)")
+    placed.train()
+    autocast = None if dist.distributed or dist.device.type == "cpu" else compute_dtype(fsdp_cfg, dist.device)
+    n_params = sum(p.numel() for p in model.parameters())
+    logger.info(f"model: {type(model_cfg).__name__} {n_params / 1e6:.2f} M params, "
+                f"recompute {n}/{model_cfg.num_hidden_layers} layers")
+    return ModelParts(placed, autocast, lora_record)
+
+
+def build_optimizer(cfg: TrainerConfig, model: nn.Module, total_step: int):
+    """(optimizer, lr_scheduler) over the trainable parameters (the adapters only, with LoRA)."""
+    optimizer = cfg.optim_cfg.build([p for p in model.parameters() if p.requires_grad])
+    return optimizer, cfg.lr_cfg.build(optimizer, total_step)
+
+
+def warn_if_memory_is_held(logger: logging.Logger, dist: DistInfo) -> None:
+    """A new Trainer never frees an earlier one (two runs may be compared in one kernel). When this process already
+    holds GPU memory, say how to free it, so a following out-of-memory error is not a mystery."""
+    if dist.device.type != "cuda":
+        return
+    held = torch.cuda.memory_allocated(dist.device) / 2**30
+    if held >= 0.5:
+        free, total = (x / 2**30 for x in torch.cuda.mem_get_info(dist.device))
+        logger.warning(f"this process already holds {held:.1f} GiB of GPU memory ({free:.1f} of {total:.1f} GiB "
+                       "free), e.g. an earlier Trainer in this kernel. If this run does not fit, free it with "
+                       "`old_trainer.close()` (or `del old_trainer`) before building this one.")
