@@ -1,7 +1,8 @@
 """A training script run by the subprocess tests, alone or under torchrun: the same file works both ways.
 
 usage: python fit_script.py TINY_CKPT WORK_DIR JSON_OVERRIDES [STEP_SLEEP_SECONDS]
-Prints `LOSS <step> <loss>` per step on rank 0.
+Prints `LOSS <step> <loss>` per step on rank 0, and under torchrun the device mesh of the embedding
+(`MESH <shape> <dim names> <placements>`).
 """
 
 import json
@@ -32,6 +33,10 @@ def main() -> None:
     model = trainer.model
     if trainer.dist.rank == 0:  # a tied lm_head must stay the embedding's tensor after sharding and loading
         print(f"TIED {model.get_output_embeddings().weight is model.get_input_embeddings().weight}", flush=True)
+        weight = model.get_input_embeddings().weight
+        if hasattr(weight, "device_mesh"):
+            print(f"MESH {tuple(weight.device_mesh.shape)} {weight.device_mesh.mesh_dim_names} "
+                  f"{tuple(weight.placements)}", flush=True)
     try:
         trainer.fit()
     finally:

@@ -1,4 +1,4 @@
-"""Parallelism and precision config: the fields of XTuner's FSDPConfig that a single node uses."""
+"""Parallelism and precision config: fields of XTuner's FSDPConfig, names and defaults as XTuner's."""
 
 from __future__ import annotations
 
@@ -23,6 +23,10 @@ class FSDPConfig(XConfig):
     fp32_lm_head: bool = Field(False, description="Keep the lm_head matmul in fp32.")
     torch_compile: bool = Field(False, description="torch.compile each decoder layer (XTuner's default is on; off here "
                                                    "because compile time dominates short notebook runs).")
+    hsdp_sharding_size: int | None = Field(
+        None, ge=1, description="HSDP (hybrid sharding): shard over groups of this many ranks (usually the GPUs of "
+                                "one node) and replicate across the groups; world size must be a multiple. "
+                                "None: plain FSDP, shard over all ranks.")
 
     @field_validator("param_dtype", "reduce_dtype", mode="before")
     @classmethod

@@ -15,6 +15,7 @@ from .config import TrainerConfig
 from .dist import DistInfo, barrier, broadcast_object
 from .events import Control, Hook, call_hooks
 from .lora import check_resume as check_lora_resume, save_lora_hf
+from .multinode import check_shared_work_dir
 from .tracker import read_tracker
 
 if TYPE_CHECKING:
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 def open_experiment(cfg: TrainerConfig, dist: DistInfo) -> tuple[Path, Path, Path]:
     """(work_dir, exp_dir, log_dir): a new time-stamped exp_dir, or with auto_resume the latest one of work_dir."""
     work_dir = Path(cfg.work_dir or Path.cwd() / "work_dir").resolve()
+    check_shared_work_dir(work_dir, dist)
     exp_dir = None
     if dist.is_main:
         work_dir.mkdir(parents=True, exist_ok=True)

@@ -20,6 +20,8 @@ class DistInfo:
     world_size: int
     local_rank: int
     device: torch.device
+    node_rank: int = 0  # torchrun's GROUP_RANK: which node (machine) this process runs on
+    local_world_size: int = 1  # processes on this node
 
     @property
     def is_main(self) -> bool:
@@ -46,7 +48,9 @@ def init_distributed(device: str | None = None, backend: str | None = None) -> D
     if not dist.is_initialized():
         dist.init_process_group(backend=backend or ("cpu:gloo,cuda:nccl" if dev.type == "cuda" else "gloo"),
                                 device_id=dev if dev.type == "cuda" else None)
-    return DistInfo(dist.get_rank(), dist.get_world_size(), local_rank, dev)
+    return DistInfo(dist.get_rank(), dist.get_world_size(), local_rank, dev,
+                    node_rank=int(os.environ.get("GROUP_RANK", 0)),
+                    local_world_size=int(os.environ.get("LOCAL_WORLD_SIZE", dist.get_world_size())))
 
 
 def teardown_distributed() -> None:
@@ -70,6 +74,14 @@ def all_reduce_max(t: torch.Tensor) -> torch.Tensor:
 def barrier() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
+
+
+def all_gather_object(obj) -> list:
+    if not (dist.is_available() and dist.is_initialized()):
+        return [obj]
+    out = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
 
 
 def broadcast_object(obj, src: int = 0):

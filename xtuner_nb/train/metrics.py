@@ -1,4 +1,10 @@
-"""The metrics row of one step (the keys of XTuner's tracker.jsonl): losses, times, throughput, MFU, memory."""
+"""The metrics row of one step (the keys of XTuner's tracker.jsonl): losses, times, throughput, MFU, memory.
+
+Throughput and MFU are the job's, not rank 0's: each rank gets different packs (different token counts), so one
+all-reduce per step sums the tokens and model FLOPs of every rank. `tgs` is then the job's tokens per second
+divided by the number of devices (what one device contributes on average), and MFU divides the job's model
+FLOP/s by the peak of every device together.
+"""
 
 from __future__ import annotations
 
@@ -7,23 +13,26 @@ from typing import Any
 
 import torch
 
+from .dist import all_reduce_sum
+from .flops import device_peak_flops, flops_per_token
 from .step import StepResult
 
 
 def step_metrics(*, step: int, total_step: int, epoch: int, lr: float, grad_norm: float, updated: bool,
                  res: StepResult, step_time: float, data_time: float, wall: float, steps_done: int,
                  tokens_before: int, model_cfg, device: torch.device,
-                 autocast_dtype: torch.dtype | None) -> dict[str, Any]:
-    """`wall`, `steps_done`, `tokens_before`: seconds, steps and tokens of this fit() before this step ended."""
+                 autocast_dtype: torch.dtype | None, world_size: int = 1) -> dict[str, Any]:
+    """`wall`, `steps_done`, `tokens_before`: seconds, steps and tokens (all ranks') of this fit() before this step
+    ended. Collective under torchrun."""
+    peak = device_peak_flops(device, autocast_dtype or torch.float32)
+    speed = step_throughput(res.text_tokens, res.attn_len, step_time, model_cfg, world_size, peak, device)
     row = {
         "step": step, "lr": lr, "grad_norm": grad_norm,
         "loss/reduced_llm_loss": res.reduced_loss, "loss/local_loss": res.local_loss,
         "time/step_time": step_time, "time/data_time": data_time,
         "time/eta_seconds": wall / steps_done * (total_step - step),
         "runtime_info/text_tokens": res.text_tokens, "runtime_info/loss_tokens": res.loss_tokens,
-        "runtime_info/tgs": res.text_tokens / step_time,
-        "runtime_info/exp_tgs": (tokens_before + res.text_tokens) / wall,
-        "runtime_info/mfu": mfu(res, step_time, model_cfg, device, autocast_dtype),
+        **speed, "runtime_info/exp_tgs": (tokens_before + speed["runtime_info/total_text_tokens"]) / wall / world_size,
         "memory/max_memory_GB": max_memory_gb(device),
         "epoch": epoch,
     }
@@ -39,11 +48,14 @@ def max_memory_gb(dev: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
-def mfu(res: StepResult, step_time: float, model_cfg, device: torch.device,
-        autocast_dtype: torch.dtype | None) -> float | None:
-    from .flops import device_peak_flops, flops_per_token
-
-    peak = device_peak_flops(device, autocast_dtype or torch.float32)
-    if not peak:
-        return None
-    return res.text_tokens * flops_per_token(model_cfg, res.attn_len) / step_time / peak
+def step_throughput(text_tokens: int, attn_len: float, step_time: float, model_cfg, world_size: int,
+                    peak_flops: float | None, device: torch.device) -> dict[str, float | int | None]:
+    """Collective under torchrun. `text_tokens` and `attn_len` are this rank's; `peak_flops` is one device's."""
+    local = torch.tensor([text_tokens, text_tokens * flops_per_token(model_cfg, attn_len)], dtype=torch.float64,
+                         device=device)
+    total_tokens, total_flops = all_reduce_sum(local).tolist()
+    return {
+        "runtime_info/total_text_tokens": int(total_tokens),
+        "runtime_info/tgs": total_tokens / step_time / world_size,
+        "runtime_info/mfu": total_flops / step_time / (peak_flops * world_size) if peak_flops else None,
+    }

@@ -3,7 +3,10 @@
 One process (the notebook kernel): fp32 master weights on the device; on CUDA the forward runs under bf16
 autocast (`compute_dtype`), on CPU in fp32. Several processes: PyTorch FSDP2 `fully_shard` per decoder layer,
 then the root (embeddings, final norm and lm_head stay in the root group, so the loss can use the lm_head
-weight inside the root's forward), with `MixedPrecisionPolicy(param_dtype, reduce_dtype)`.
+weight inside the root's forward), with `MixedPrecisionPolicy(param_dtype, reduce_dtype)`. With
+`fsdp_cfg.hsdp_sharding_size=K` (HSDP, as XTuner) the ranks form a 2-D mesh, (world // K) replicas x K shards:
+parameters are sharded inside each group of K consecutive ranks (one node) and replicated across groups, so the
+per-layer all-gathers stay on a node's fast links and only the gradient all-reduce crosses nodes.
 """
 
 from __future__ import annotations
@@ -49,6 +52,19 @@ def compute_dtype(fsdp_cfg: FSDPConfig, device: torch.device) -> torch.dtype:
     return _DTYPES[fsdp_cfg.param_dtype] if device.type == "cuda" else torch.float32
 
 
+def device_mesh(fsdp_cfg: FSDPConfig, info: DistInfo):
+    """XTuner's HSDP mesh (replicate, shard); None (FSDP2's default, 1-D over every rank) without HSDP."""
+    from torch.distributed.device_mesh import init_device_mesh
+
+    k = fsdp_cfg.hsdp_sharding_size
+    if k is None:
+        return None
+    if info.world_size % k:
+        raise ValueError(f"fsdp_cfg.hsdp_sharding_size={k} must divide the number of ranks ({info.world_size})")
+    return init_device_mesh(info.device.type, (info.world_size // k, k),
+                            mesh_dim_names=("hsdp_replicate", "hsdp_shard"))
+
+
 def place_model(model: nn.Module, fsdp_cfg: FSDPConfig, info: DistInfo) -> nn.Module:
     """Move (or, for a model on the meta device, only shard) the model; the caller `to_empty`s a meta model."""
     on_meta = any(p.is_meta for p in model.parameters())
@@ -66,7 +82,7 @@ def place_model(model: nn.Module, fsdp_cfg: FSDPConfig, info: DistInfo) -> nn.Mo
     dtype = compute_dtype(fsdp_cfg, info.device)
     mp = MixedPrecisionPolicy(param_dtype=dtype, reduce_dtype=_DTYPES[fsdp_cfg.reduce_dtype]
                               if info.device.type == "cuda" else torch.float32)
-    kw = dict(mp_policy=mp, reshard_after_forward=fsdp_cfg.reshard_after_forward)
+    kw = dict(mesh=device_mesh(fsdp_cfg, info), mp_policy=mp, reshard_after_forward=fsdp_cfg.reshard_after_forward)
     if fsdp_cfg.cpu_offload:
         kw["offload_policy"] = CPUOffloadPolicy()
     for layer in decoder_layers(model):

@@ -25,6 +25,7 @@ from .evaluate import build_evaluator
 from .events import Control, Hook, TrainState, call_hooks
 from .interrupt import in_kernel, install_interrupt_handler
 from .metrics import step_metrics
+from .multinode import describe_node
 from .step import clip_and_step, forward_backward
 from .tracker import JsonlTracker, format_step_line, setup_logging, set_console_level
 
@@ -41,7 +42,7 @@ class Trainer:
         build.seed_everything(cfg.seed)
         self.work_dir, self.exp_dir, self.log_dir = checkpointing.open_experiment(cfg, self.dist)
         self.logger = setup_logging(self.log_dir, self.dist.rank)
-        self.logger.info(f"exp_dir: {self.exp_dir}  device: {self.dist.device}  world_size: {self.dist.world_size}")
+        self.logger.info(f"exp_dir: {self.exp_dir}  device: {self.dist.device}  {describe_node(self.dist)}")
         build.warn_if_memory_is_held(self.logger, self.dist)
         self.tokenizer = build.build_tokenizer(cfg, self.logger)
         data = build.build_data(cfg, self.dist, self.tokenizer, self.logger)
@@ -155,7 +156,7 @@ class Trainer:
         try:
             while self.cur_step < self.total_step:
                 row = self._train_one_step(fit_start, tokens_at_start, steps_at_start)
-                tokens_at_start += row["runtime_info/text_tokens"]
+                tokens_at_start += row["runtime_info/total_text_tokens"]
                 call_hooks(hooks, "on_step_end", self.state, row, control)
                 self._maybe_evaluate(hooks, control)
                 checkpointing.maybe_save(self, hooks, control, force=control.should_save)
@@ -198,12 +199,13 @@ class Trainer:
             self.logger.warning(f"step {self.cur_step + 1}: grad norm {grad_norm} -> update skipped")
         self.lr_scheduler.step()
         self.cur_step += 1
-        self.consumed_tokens += res.text_tokens
         row = step_metrics(step=self.cur_step, total_step=self.total_step, epoch=self.cur_epoch, lr=lr,
                            grad_norm=grad_norm, updated=updated, res=res, step_time=time.time() - t0,
                            data_time=data_time, wall=time.time() - fit_start,
                            steps_done=self.cur_step - steps_at_start, tokens_before=tokens_since_start,
-                           model_cfg=self.model_cfg, device=dev, autocast_dtype=self.autocast_dtype)
+                           model_cfg=self.model_cfg, device=dev, autocast_dtype=self.autocast_dtype,
+                           world_size=self.dist.world_size)
+        self.consumed_tokens += row["runtime_info/total_text_tokens"]
         self._record(row)
         self.logger.info(format_step_line(row, self.total_step, self.cur_epoch))
         return row
