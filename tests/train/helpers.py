@@ -16,7 +16,7 @@ def small_config(tiny_ckpt: Path, work_dir: Path, **over: Any):
     dl = over.pop("dataloader_cfg", None) or DataloaderConfig(
         dataset_config_list=[{"dataset": DatasetConfig(anno_path=demo_data_path("train")),
                               "tokenize_fn": OpenaiTokenizeFunctionConfig(chat_template="qwen3", max_length=256)}],
-        pack_max_length=256)
+        pack_max_length=256, group_by_length=over.pop("group_by_length", True))
     fields = dict(model_cfg=Qwen3DenseConfig.from_hf(tiny_ckpt), load_from=tiny_ckpt, tokenizer_path=tiny_ckpt,
                   dataloader_cfg=dl, optim_cfg=AdamWConfig(lr=1e-3), lr_cfg=LRConfig(lr_type="cosine", warmup_ratio=0),
                   fsdp_cfg=FSDPConfig(recompute_ratio=0.0), total_step=4, work_dir=work_dir, device="cpu")
