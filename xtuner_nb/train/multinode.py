@@ -51,10 +51,9 @@ def check_shared_work_dir(work_dir: Path, info: DistInfo) -> None:
     if blind:
         teardown_distributed()
         raise SharedStorageError(
-            f"work_dir must be on storage shared by all nodes: {work_dir} (as rank 0 on {socket.gethostname()} "
-            f"sees it) holds the file {marker.name} that rank 0 wrote, but these ranks cannot see it in their "
-            f"work_dir after {VISIBLE_WITHIN_S:.0f} s: {'; '.join(blind)}. Mount one shared filesystem (NFS, Lustre, "
-            f"...) at the same path on every node and point work_dir at it.")
+            f"work_dir must be on storage shared by all nodes: rank 0 ({socket.gethostname()}) wrote {marker} and "
+            f"these ranks did not see it in their work_dir within {VISIBLE_WITHIN_S:.0f} s: {'; '.join(blind)}. "
+            f"Mount one shared filesystem (NFS, Lustre, ...) at the same path on every node and point work_dir at it.")
 
 
 def _read_within(marker: Path, token: str, seconds: float) -> bool:
