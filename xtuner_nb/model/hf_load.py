@@ -155,16 +155,18 @@ def hf_name(name: str) -> str | None:
 
 def _copy_into(dst: torch.Tensor, src) -> None:
     """Copy the safetensors slice `src` into `dst`. An FSDP2 shard (a DTensor split on dim 0 over one mesh
-    dimension) reads only its own rows from the file, so each rank touches 1/N of the checkpoint's bytes."""
+    dimension, replicated over the others as with HSDP) reads only its own rows from the file, so each rank touches
+    1/N of the checkpoint's bytes (N = the ranks it is sharded over)."""
     try:
         from torch.distributed.tensor import DTensor, Shard, distribute_tensor
     except ImportError:  # torch without distributed
         DTensor = None
     if DTensor is not None and isinstance(dst, DTensor):
         local = dst.to_local()
-        if dst.device_mesh.ndim == 1 and tuple(dst.placements) == (Shard(0),):
+        sharded = [d for d, p in enumerate(dst.placements) if p == Shard(0)]
+        if len(sharded) == 1 and all(p.is_replicate() for d, p in enumerate(dst.placements) if d != sharded[0]):
             rows = dst.shape[0]
-            size, rank = dst.device_mesh.size(), dst.device_mesh.get_local_rank()
+            size, rank = dst.device_mesh.size(sharded[0]), dst.device_mesh.get_local_rank(sharded[0])
             chunk = -(-rows // size)  # torch.chunk's split, as FSDP2 shards: ceil(rows / N) rows per rank
             start = min(rank * chunk, rows)
             part = src[start:start + local.shape[0]]
