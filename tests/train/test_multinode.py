@@ -44,7 +44,8 @@ def _nodes(tiny_ckpt: Path, work_dirs: list[Path], over: dict, nproc_per_node: i
     procs = [subprocess.Popen(cmd + [str(w), json.dumps(over)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True, env=ENV, cwd=REPO) for w in work_dirs]
     try:
-        return [(p.communicate(timeout=timeout), p.returncode)[::-1] for p in procs]
+        outputs = [p.communicate(timeout=timeout) for p in procs]
+        return [(p.returncode, out) for p, out in zip(procs, outputs)]
     finally:
         for p in procs:
             if p.poll() is None:
