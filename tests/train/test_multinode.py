@@ -147,3 +147,19 @@ def test_a_node_that_cannot_see_work_dir_stops_the_job(tiny_ckpt, tmp_path):
         assert code != 0
         assert "work_dir must be on storage shared by all nodes" in err, err[-3000:]
     assert "LOSS" not in "".join(r[1][0] for r in runs)
+
+
+def test_mfu_counts_every_device():
+    """In one process the sum over ranks is this rank's numbers: tgs and MFU are then divided by the devices."""
+    import torch
+
+    from xtuner_nb.model import Qwen3DenseTinyConfig
+    from xtuner_nb.train.flops import flops_per_token
+    from xtuner_nb.train.throughput import step_throughput
+
+    cfg = Qwen3DenseTinyConfig()
+    got = step_throughput(1000, 100.0, 2.0, cfg, world_size=4, peak_flops=1e12, device=torch.device("cpu"))
+    assert got["runtime_info/total_text_tokens"] == 1000
+    assert got["runtime_info/tgs"] == pytest.approx(1000 / 2.0 / 4)
+    assert got["runtime_info/mfu"] == pytest.approx(1000 * flops_per_token(cfg, 100.0) / 2.0 / (4 * 1e12))
+    assert step_throughput(1000, 100.0, 2.0, cfg, 4, None, torch.device("cpu"))["runtime_info/mfu"] is None
