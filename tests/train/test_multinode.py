@@ -155,7 +155,7 @@ def test_mfu_counts_every_device():
 
     from xtuner_nb.model import Qwen3DenseTinyConfig
     from xtuner_nb.train.flops import flops_per_token
-    from xtuner_nb.train.throughput import step_throughput
+    from xtuner_nb.train.metrics import step_throughput
 
     cfg = Qwen3DenseTinyConfig()
     got = step_throughput(1000, 100.0, 2.0, cfg, world_size=4, peak_flops=1e12, device=torch.device("cpu"))
