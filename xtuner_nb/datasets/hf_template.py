@@ -44,7 +44,8 @@ def hf_messages(conv: Conversation) -> list[dict[str, Any]]:
 
 
 def hf_tokenize(tokenizer, conv: Conversation) -> tuple[list[int], list[int], dict[str, int]]:
-    """`(input_ids, labels, dropped)`: `dropped` counts assistant reasoning / tool calls the template left out."""
+    """`(input_ids, labels, dropped)`: `dropped` counts what the template left out (assistant turns whose
+    reasoning or tool calls it does not render; `tools` when the tool schemas are not in the prompt)."""
     template = getattr(tokenizer, "chat_template", None)
     if not template:
         raise ValueError("chat_template='hf' needs a tokenizer with a chat_template")
@@ -63,6 +64,9 @@ def hf_tokenize(tokenizer, conv: Conversation) -> tuple[list[int], list[int], di
             if conv.messages[i].loss:
                 raise
     dropped = _dropped(conv.messages, full, regions)
+    names = [t.get("function", t).get("name") for t in conv.tools or []]
+    if names and not any(isinstance(n, str) and n in full for n in names):
+        dropped["tools"] = 1  # a template without tool support: the schemas are not in the prompt
     trained = [regions[i] for i in turns if conv.messages[i].loss]
     if any(a[1] > b[0] for a, b in zip(trained, trained[1:])):
         raise ValueError("the assistant turns overlap in the rendered chat template")

@@ -137,7 +137,8 @@ def tokenize_records(path, data: bytes | None, fn, skip_bad_lines: bool, limit: 
                 longest = max(longest, int(out["num_tokens_before_truncation"]))
             for what, n in (out.get("dropped") or {}).items():
                 dropped[what] = dropped.get(what, 0) + n
-                dropped_lines.append((no, f"{what} of {n} assistant turn{'s' if n > 1 else ''} not rendered"))
+                dropped_lines.append((no, "tool schemas not rendered" if what == "tools" else
+                                      f"{what} of {n} assistant turn{'s' if n > 1 else ''} not rendered"))
             flat_ids.extend(ids)
             flat_labels.extend(labels)
             lens.append(len(ids))
@@ -256,7 +257,8 @@ def _report(tf: TokenizedFile, fn) -> None:
     if tf.dropped:
         lines = sorted({no for no, _ in tf.dropped_lines})
         shown = ", ".join(str(no) for no in lines[:20]) + (" ..." if len(lines) > 20 else "")
-        what = ", ".join(f"{kind} of {n} assistant turn{'s' if n > 1 else ''}" for kind, n in tf.dropped.items())
+        what = ", ".join("tool schemas" if kind == "tools" else f"{kind} of {n} assistant turn{'s' if n > 1 else ''}"
+                         for kind, n in tf.dropped.items())
         template = getattr(fn, "chat_template_name", None)
         advice = (" (XTuner's qwen3 template renders no reasoning; chat_template='hf' renders it the way the "
                   "model's own template does)" if template == "qwen3" and "reasoning" in tf.dropped else "")
