@@ -76,9 +76,9 @@ def parse_message(msg: Any, index: int) -> Message:
         if role != "assistant":
             raise ValueError(f"{where}: only assistant messages can have 'tool_calls'")
         tool_calls = _check_tool_calls(tool_calls, where)
-    if "content" not in msg or (msg["content"] is None and not tool_calls):
+    if msg.get("content") is None and not tool_calls:  # an assistant turn that only calls tools may have none
         raise ValueError(f"{where} has no content")
-    text = _content_text(msg["content"], where)
+    text = _content_text(msg.get("content"), where)
     loss = msg.get("loss")
     if loss is not None and not isinstance(loss, bool):
         raise ValueError(f"{where}: 'loss' must be true or false (got {loss!r})")
