@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from .jsonl import tokenize_records
@@ -25,6 +26,46 @@ def tokenize_samples(dataloader_cfg, tokenizer, n: int = 8, dataset_index: int =
         if len(out) >= n:
             break
     return out[:n]
+
+
+@dataclass
+class FileSummary:
+    """What one data file became: the format it was read in, the template, how much is trained, and which
+    conversations were truncated or lost content to the template (1-based lines, or rows of a table)."""
+
+    path: str
+    data_format: str
+    chat_template: str | None
+    samples: int
+    tokens: int
+    trained_tokens: int
+    unit: str = "line"
+    truncated_lines: list[int] = field(default_factory=list)
+    dropped_lines: list[tuple[int, str]] = field(default_factory=list)
+    dropped: dict[str, int] = field(default_factory=dict)
+    skipped: list[tuple[int, str]] = field(default_factory=list)
+    samples_shown: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def trained_share(self) -> float:
+        return self.trained_tokens / max(self.tokens, 1)
+
+
+def summarize_dataset(dataloader_cfg, tokenizer, n: int = 3, dataset_index: int = 0) -> list[FileSummary]:
+    """Tokenize one dataset entry as training will (through its cache) and summarize each file, with its first
+    `n` samples. `dataloader_cfg` may also be one `{"dataset": ..., "tokenize_fn": ...}` entry."""
+    entry = dataloader_cfg if isinstance(dataloader_cfg, dict) else dataloader_cfg.dataset_config_list[dataset_index]
+    ds, fn_cfg = entry["dataset"], entry["tokenize_fn"]
+    template = getattr(fn_cfg, "chat_template", None)
+    out = []
+    for tf in ds.build(fn_cfg.build(tokenizer, anno_name=ds.name), progress=False):
+        shown = [tf.sample(i) for i in range(len(tf)) if tf.lengths[i] > 0][:n]
+        out.append(FileSummary(
+            path=tf.path, data_format=tf.data_format, chat_template=template if isinstance(template, str) else None,
+            samples=len(tf), tokens=int(tf.lengths.sum()), trained_tokens=int(tf.loss_counts.sum()), unit=tf.unit,
+            truncated_lines=list(tf.truncated_lines), dropped_lines=list(tf.dropped_lines), dropped=dict(tf.dropped),
+            skipped=list(tf.skipped), samples_shown=shown))
+    return out
 
 
 def label_spans(tokenizer, input_ids, labels) -> list[tuple[str, bool]]:
