@@ -45,3 +45,16 @@ def test_show_dataset_summary(tok, tmp_path, caplog):
                                                     "tokenize_fn": OpenaiTokenizeFunctionConfig(
                                                         chat_template="qwen3")}], pack_max_length=64).build(tok)
     assert "(openai, template qwen3)" in str(loader.stats) and "reasoning of 1 assistant turns" in str(loader.stats)
+
+
+def test_compare_templates_side_by_side(tok):
+    from xtuner_nb.notebook import compare_templates
+
+    conv = [{"role": "user", "content": "2+2?"},
+            {"role": "assistant", "content": "4", "reasoning_content": "Two and two."}]
+    html = compare_templates(tok, conv)
+    q3, hf = html.split("<td ")[1:]
+    assert 'chat_template="qwen3"' in q3 and "not rendered: reasoning of 1 turn(s)" in q3
+    # the tiny model's own template has no reasoning either: found by looking at what it rendered
+    assert 'chat_template="hf"' in hf and "not rendered: reasoning of 1 turn(s)" in hf
+    assert "<span style='background:#d8f5d8;color:#1b5e20'>4&lt;|im_end|&gt;</span>" in hf

@@ -1,6 +1,7 @@
 """The data viewer: what a dataset became before training on it.
 
     show_dataset(dataloader_cfg, tokenizer)          # or one {"dataset": ..., "tokenize_fn": ...} entry
+    compare_templates(tokenizer, conversation)      # "qwen3" and "hf" renderings side by side
 
 For each file: the format it was read in (detected or chosen), the chat template, the share of trained tokens, the
 conversations that were truncated to max_length or lost content to the template (e.g. reasoning that XTuner's qwen3
@@ -52,3 +53,30 @@ def show_dataset(dataloader_cfg, tokenizer, n: int = 3, dataset_index: int = 0, 
             parts.append(f"<div style='margin:8px 0 2px;color:#444'>{f.unit} {s['line']}{badge}</div>")
             parts.append(show_tokens(tokenizer, s["input_ids"], s["labels"], max_tokens=max_tokens))
     return Html("<div>" + "".join(parts) + "</div>")
+
+
+def compare_templates(tokenizer, conversation, templates=("qwen3", "hf")) -> Html:
+    """The same conversation rendered by several chat templates, side by side: one column per template, the
+    trained text highlighted, and under it what the template left out (e.g. reasoning) and the token counts."""
+    from ..datasets import OpenaiTokenizeFunctionConfig, label_spans
+
+    columns = []
+    for name in templates:
+        out = OpenaiTokenizeFunctionConfig(chat_template=name).build(tokenizer)(conversation)
+        spans = "".join(f"<span style='{_TRAINED if trained else _MASKED}'>{html.escape(text)}</span>"
+                        for text, trained in label_spans(tokenizer, out["input_ids"], out["labels"]))
+        trained = sum(1 for v in out["labels"] if v != -100)
+        dropped = ", ".join(f"{k} of {v} turn(s)" if k != "tools" else "tool schemas"
+                            for k, v in out.get("dropped", {}).items())
+        foot = f"{len(out['input_ids'])} tokens, {trained} trained" + (
+            f" · <span style='{_WARN}'>not rendered: {html.escape(dropped)}</span>" if dropped else "")
+        columns.append(f"<td style='vertical-align:top;padding:4px 8px;width:{100 // len(templates)}%'>"
+                       f"<div style='font-weight:700;margin-bottom:4px'>chat_template=\"{html.escape(name)}\"</div>"
+                       f"<pre style='white-space:pre-wrap;font-size:0.85em;margin:0'>{spans}</pre>"
+                       f"<div style='color:#444;margin-top:4px'>{foot}</div></td>")
+    return Html(f"<table class='template-comparison' style='border-collapse:collapse;width:100%'>"
+                f"<tr>{''.join(columns)}</tr></table>")
+
+
+_TRAINED = "background:#d8f5d8;color:#1b5e20"
+_MASKED = "color:#8a8a8a"
