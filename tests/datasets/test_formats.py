@@ -8,7 +8,7 @@ import logging
 import numpy as np
 import pytest
 
-from xtuner_nb.datasets import DataFormatError, DatasetConfig, OpenaiTokenizeFunctionConfig
+from xtuner_nb.datasets import DataFormatError, DatasetConfig, OpenaiTokenizeFunctionConfig, label_spans
 from xtuner_nb.datasets.formats import convert, detect_format
 
 from .conftest import write_jsonl
@@ -29,6 +29,14 @@ def count(tok, tf, text):
     """Occurrences of a special token (e.g. <tool_call>) in the trained / all tokens of a tokenized file."""
     tid = tok.convert_tokens_to_ids(text)
     return int(np.sum(tf.labels == tid)), int(np.sum(tf.input_ids == tid))
+
+
+def assert_turns_trained(tok, tf, assistant_turns):
+    """Each conversation trains one span per assistant turn, each ending with <|im_end|>, none holding a header."""
+    for i, n in enumerate(assistant_turns):
+        sample = tf.sample(i)
+        spans = [t for t, trained in label_spans(tok, sample["input_ids"], sample["labels"]) if trained]
+        assert len(spans) == n and all(s.endswith("<|im_end|>") and "<|im_start|>" not in s for s in spans)
 
 
 @pytest.mark.parametrize("name", sorted(DEMO))
@@ -57,6 +65,8 @@ def test_sharegpt_tool_calls_and_tools_survive(llamafactory_data_dir, qwen3_tok)
     assert trained == turns.count("function_call") == 211
     assert everywhere == trained + 2 * with_tools  # the tools prompt of the system turn shows the tag twice
     assert count(qwen3_tok, tf, "<tool_response>") == (0, turns.count("observation"))
+    assert_turns_trained(qwen3_tok, tf, [sum(t["from"] in ("gpt", "function_call") for t in r["conversations"])
+                                         for r in records])
     for i in (0, 150, 299):
         text = qwen3_tok.decode(tf.sample(i)["input_ids"])
         for tool in json.loads(records[i]["tools"]):
@@ -69,6 +79,8 @@ def test_llamafactory_reasoning_and_tool_calls(llamafactory_data_dir, qwen3_tok,
              for p in m["content"]]
     hf = build(qwen3_tok, path, template="hf")
     assert count(qwen3_tok, hf, "<tool_call>")[0] == parts.count("tool_call") == 68
+    assert_turns_trained(qwen3_tok, hf, [sum(m["role"] == "assistant" for m in json.loads(line)["messages"])
+                                         for line in path.read_text().splitlines()])
     # the official template renders the reasoning of the turns after the last user query and drops the others:
     # rendered + reported as dropped = every reasoning part
     think = count(qwen3_tok, hf, "<think>")[0]
@@ -175,3 +187,32 @@ def test_conversions_by_hand():
         {"role": "user", "content": "q", "loss": False},
         {"role": "assistant", "content": "a", "reasoning_content": "r", "loss": True}]}
     assert detect_format([{"role": "user", "content": "x"}]) == detect_format({"content": "t"}) == "openai"
+
+
+def test_same_ids_as_llamafactorys_own_qwen3_renderer(llamafactory_data_dir, qwen3_tok):
+    """LLaMA-Factory renders its own v1 format for Qwen3 itself (`render_qwen3_messages`, from the same sdist): our
+    conversion + the official template gives the same ids. LLaMA-Factory also trains the assistant header and the
+    "\\n" after <|im_end|>; ours is the rest of each turn, so a subset of its trained tokens."""
+    import sys
+
+    src = str(llamafactory_data_dir.parent / "src")
+    sys.path.insert(0, src)
+    try:
+        from llamafactory.v1.plugins.model_plugins.templates.qwen3 import render_qwen3_messages
+    finally:
+        sys.path.remove(src)
+    for name in ("reason_tool_use_demo_50.jsonl", "v1_sft_demo.jsonl"):
+        path = llamafactory_data_dir / name
+        tf = build(qwen3_tok, path, template="hf")
+        compared = 0
+        for i, line in enumerate(path.read_text().splitlines()):
+            record = json.loads(line)
+            if record.get("tools") == "[]":  # LLaMA-Factory writes an empty tools prompt; the official template none
+                continue
+            theirs = render_qwen3_messages(qwen3_tok, record["messages"], record.get("tools"))
+            ours = tf.sample(i)
+            assert ours["input_ids"] == list(theirs["input_ids"]), (name, i + 1)
+            trained = {k for k, label in enumerate(ours["labels"]) if label != -100}
+            assert trained <= {k for k, label in enumerate(theirs["labels"]) if label != -100}, (name, i + 1)
+            compared += 1
+        assert compared == {"reason_tool_use_demo_50.jsonl": 48, "v1_sft_demo.jsonl": 500}[name]

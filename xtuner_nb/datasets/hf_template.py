@@ -112,6 +112,8 @@ def _locate(tokenizer, messages, tools, full: str, i: int) -> tuple[int, int]:
     found = full.rfind(header, 0, first) if header else -1
     start = found + len(header) if found >= 0 else first
     found = full.find(end_token, last) if end_token else -1
+    if found >= 0 and header and header in full[last:found]:  # no end token of its own: never reach the next turn
+        found = -1
     end = found + len(end_token) if found >= 0 else last
     return start, end
 
