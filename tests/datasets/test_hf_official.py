@@ -132,3 +132,43 @@ def test_smollm2_chatml_template(smollm2_tok, shape):
     dropped = out.get("dropped", {})
     assert ("tools" in dropped) == bool(tools)  # the template has no tool section: counted, not silent
     assert ("tool_calls" in dropped) == any(m.get("tool_calls") for m in messages)
+
+
+# A third template in Llama 3's style: other headers, no separator after the end-of-turn token, contents trimmed,
+# tool calls written as {"name": ..., "parameters": ...}, tool answers under an "ipython" header, no reasoning.
+LLAMA3_STYLE = (
+    "{%- for m in messages %}"
+    "{{- '<|start_header_id|>' + ('ipython' if m.role == 'tool' else m.role) + '<|end_header_id|>\\n\\n' }}"
+    "{%- if m.tool_calls %}{%- for c in m.tool_calls %}"
+    "{{- '{\"name\": \"' + c.function.name + '\", \"parameters\": ' + (c.function.arguments | tojson) + '}' }}"
+    "{%- endfor %}{%- else %}{{- m.content | trim }}{%- endif %}{{- '<|eot_id|>' }}{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{%- endif %}")
+
+
+@pytest.fixture(scope="module")
+def llama3_style_tok(qwen2_tok, tmp_path_factory):
+    from transformers import AutoTokenizer
+
+    path = tmp_path_factory.mktemp("llama3_style")
+    qwen2_tok.save_pretrained(path)
+    tok = AutoTokenizer.from_pretrained(path)
+    tok.add_special_tokens({"additional_special_tokens": ["<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"]})
+    tok.chat_template = LLAMA3_STYLE
+    return tok
+
+
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+def test_llama3_style_template(llama3_style_tok, shape):
+    messages, tools, _ = SHAPES[shape]
+    out = check_ids(llama3_style_tok, messages, tools)
+    expected = []
+    for m in messages:
+        if m["role"] == "assistant" and m.get("loss", True):
+            calls = "".join('{"name": "%s", "parameters": %s}' % (c["function"]["name"],
+                                                                json.dumps(c["function"]["arguments"]))
+                            for c in m.get("tool_calls", []))
+            expected.append((calls or m["content"].strip()) + "<|eot_id|>")
+    assert trained_texts(llama3_style_tok, out) == expected
+    dropped = out.get("dropped", {})
+    assert ("reasoning" in dropped) == any(m.get("reasoning_content") for m in messages)
+    assert ("tools" in dropped) == bool(tools) and "tool_calls" not in dropped

@@ -64,9 +64,10 @@ def hf_tokenize(tokenizer, conv: Conversation) -> tuple[list[int], list[int], di
             if conv.messages[i].loss:
                 raise
     dropped = _dropped(conv.messages, full, regions)
-    names = [t.get("function", t).get("name") for t in conv.tools or []]
-    if names and not any(isinstance(n, str) and n in full for n in names):
-        dropped["tools"] = 1  # a template without tool support: the schemas are not in the prompt
+    # a template without tool support leaves the schemas out (the names alone may still show in the tool calls)
+    probes = [t.get("function", t).get("description") or t.get("function", t).get("name") for t in conv.tools or []]
+    if probes and not any(isinstance(p, str) and p in full for p in probes):
+        dropped["tools"] = 1
     trained = [regions[i] for i in turns if conv.messages[i].loss]
     if any(a[1] > b[0] for a, b in zip(trained, trained[1:])):
         raise ValueError("the assistant turns overlap in the rendered chat template")
