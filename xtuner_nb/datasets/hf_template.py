@@ -23,7 +23,7 @@ from typing import Any
 from .messages import Conversation, Message
 
 _GENERATION_TAG = re.compile(r"\{%-?\s*generation\s*-?%\}")
-_STAND_INS = ("\u00a7", "\u00a4")  # "§", "¤": one of them differs from the first and last character of any turn
+_STAND_INS = ("\u00a7", "\u00a4", "\u00b6")  # "§¤¶": one differs from the first and last character of any turn
 
 
 def hf_messages(conv: Conversation) -> list[dict[str, Any]]:
