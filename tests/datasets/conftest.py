@@ -67,6 +67,26 @@ def qwen2_tok(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def qwen3_tok(qwen3_tokenizer_dir):
+    """The official Qwen3 tokenizer and chat template (outside asset)."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(qwen3_tokenizer_dir)
+
+
+@pytest.fixture(scope="session")
+def smollm2_tok():
+    """SmolLM2-135M-Instruct's tokenizer and ChatML template, from its GGUF (outside asset)."""
+    from transformers import AutoTokenizer
+
+    from xtuner_nb.assets import smollm2_tokenizer_dir
+
+    from ..conftest import outside_asset
+
+    return AutoTokenizer.from_pretrained(outside_asset(smollm2_tokenizer_dir))
+
+
+@pytest.fixture(scope="session")
 def byte_tok():
     return UTF8ByteTokenizer()
 

@@ -46,7 +46,7 @@ def test_missing_file_and_folder(tmp_path, tiny_tok):
     with pytest.raises(DataFormatError, match=r"no_such_dir: folder not found"):
         loader_cfg(tmp_path / "no_such_dir").build(tiny_tok)
     (tmp_path / "empty").mkdir()
-    with pytest.raises(DataFormatError, match=r"empty: folder contains no \*\.jsonl files"):
+    with pytest.raises(DataFormatError, match=r"empty: folder contains no \*\.jsonl or \*\.parquet files"):
         loader_cfg(tmp_path / "empty").build(tiny_tok)
 
 

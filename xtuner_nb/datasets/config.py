@@ -20,8 +20,13 @@ if TYPE_CHECKING:
 
 
 class DatasetConfig(XConfig):
-    anno_path: str = Field(..., description="A .jsonl file, or a folder searched recursively for *.jsonl "
-                                            "(sorted; one dataset per file).")
+    anno_path: str = Field(..., description="A .jsonl, .json (array) or .parquet file, a folder searched "
+                                            "recursively for *.jsonl and *.parquet (sorted; one dataset per file), "
+                                            "or a datasets.Dataset object (kept in this process).")
+    data_format: Literal["auto", "openai", "sharegpt", "alpaca", "llamafactory"] = Field(
+        "auto", description="Format of the records: auto (detected per file from its first record), openai "
+                            "(XTuner's messages), sharegpt (conversations from/value), alpaca (instruction/input/"
+                            "output), llamafactory (messages with typed content parts).")
     cache_dir: str | None = Field(None, description="Folder for the tokenized-data cache (None: no cache). The "
                                                     "second start with the same file, tokenizer, template and "
                                                     "max_length loads token ids instead of tokenizing.")
@@ -44,15 +49,20 @@ class DatasetConfig(XConfig):
     @field_validator("anno_path", "cache_dir", mode="before")
     @classmethod
     def _path_to_str(cls, v):
+        from .sources import is_dataset_object, register_dataset
+
+        if is_dataset_object(v):  # a datasets.Dataset from the notebook: referred to by its fingerprint
+            return register_dataset(v)
         return str(v) if isinstance(v, Path) else v
 
     def build(self, tokenize_fn, progress: bool | None = None) -> list["TokenizedFile"]:
         """Tokenize every file of this dataset with a *built* tokenize function (one TokenizedFile per file)."""
-        from .jsonl import find_jsonl_files, load_tokenized
+        from .jsonl import load_tokenized
+        from .sources import find_data_files
 
         return [load_tokenized(f, tokenize_fn, cache_dir=self.cache_dir, cache_tag=self.cache_tag,
-                               skip_bad_lines=self.skip_bad_lines, progress=progress)
-                for f in find_jsonl_files(self.anno_path)]
+                               skip_bad_lines=self.skip_bad_lines, progress=progress, data_format=self.data_format)
+                for f in find_data_files(self.anno_path)]
 
 
 class DataloaderConfig(XConfig):

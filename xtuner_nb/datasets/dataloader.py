@@ -41,6 +41,9 @@ class DatasetStats:
     tokens: int
     loss_tokens: int
     from_cache: bool
+    data_format: str = "openai"  # the format the file was read in (detected or chosen)
+    chat_template: str | None = None  # of the tokenize function, when it has one
+    dropped_content: dict[str, int] = field(default_factory=dict)  # assistant turns with content not rendered
 
 
 @dataclass
@@ -77,8 +80,11 @@ class LoaderStats:
         for d in self.datasets:
             skipped = f", skipped lines {d.skipped_lines[:10]}{'...' if len(d.skipped_lines) > 10 else ''}" \
                 if d.skipped_lines else ""
-            lines.append(f"  {d.name}: {d.path}: {d.samples} samples, {d.tokens} tokens"
-                         f"{' (cached)' if d.from_cache else ''}{skipped}")
+            how = d.data_format + (f", template {d.chat_template}" if d.chat_template else "")
+            dropped = "".join(f", {kind} of {n} assistant turns not rendered" if kind != "tools" else
+                              ", tool schemas not rendered" for kind, n in d.dropped_content.items())
+            lines.append(f"  {d.name}: {d.path} ({how}): {d.samples} samples, {d.tokens} tokens"
+                         f"{' (cached)' if d.from_cache else ''}{skipped}{dropped}")
         return "\n".join(lines)
 
     def __str__(self) -> str:
@@ -272,7 +278,8 @@ def build_dataloader(cfg: "DataloaderConfig", tokenizer, *, dp_rank: int = 0, dp
     rnd = random.Random(seed)
     files, names, s_file, s_local, groups, dstats = [], [], [], [], [], []
     n_total = 0
-    for ds, tfs in datasets:
+    for (ds, tfs), entry in zip(datasets, cfg.dataset_config_list):
+        template = getattr(entry["tokenize_fn"], "chat_template", None)
         for tf in tfs:
             fid = len(files)
             files.append(tf)
@@ -289,7 +296,8 @@ def build_dataloader(cfg: "DataloaderConfig", tokenizer, *, dp_rank: int = 0, dp
                 name=ds.name, path=tf.path, lines=tf.num_lines, samples=len(local),
                 dropped_empty=int(len(tf) - len(valid)), truncated=tf.truncated,
                 skipped_lines=[no for no, _ in tf.skipped], tokens=int(lengths[local].sum()),
-                loss_tokens=int(loss[local].sum()), from_cache=tf.from_cache))
+                loss_tokens=int(loss[local].sum()), from_cache=tf.from_cache, data_format=tf.data_format,
+                chat_template=template if isinstance(template, str) else None, dropped_content=dict(tf.dropped)))
     sample_file = np.concatenate(s_file) if s_file else np.zeros(0, np.int64)
     sample_local = np.concatenate(s_local) if s_local else np.zeros(0, np.int64)
     if n_total == 0:

@@ -1,8 +1,11 @@
-"""Read a jsonl file and tokenize every line once (XTuner's `JsonlDataset`, minus runtime re-tokenization).
+"""Read a data file and tokenize every record once (XTuner's `JsonlDataset`, minus runtime re-tokenization).
 
-Every problem found here is a `DataFormatError` naming the file and the 1-based line, raised before training
-starts; with `skip_bad_lines=True` the bad lines are collected (number and reason) instead. The result, a
-`TokenizedFile`, keeps all samples' ids and labels in flat int32 arrays, which is also what the cache stores.
+Records come from `sources.py` (jsonl, json arrays, parquet, a `datasets.Dataset`) and are converted from the
+file's format (ShareGPT, Alpaca, LLaMA-Factory, OpenAI: `formats.py`) before the tokenize function sees them.
+Every problem found here is a `DataFormatError` naming the file and the 1-based line (or row), raised before
+training starts; with `skip_bad_lines=True` the bad lines are collected (number and reason) instead. The result,
+a `TokenizedFile`, keeps all samples' ids and labels in flat int32 arrays, which is also what the cache stores,
+and what was truncated or left out by the template, which is reported once per file.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ import numpy as np
 
 from . import cache as _cache
 from .errors import DataFormatError
+from .formats import FORMATS, convert, detect_format
+from .sources import bad_record, count_hint, find_data_files, iter_records, read_bytes, read_source  # noqa: F401
 
 logger = logging.getLogger("xtuner_nb.datasets")
 
@@ -48,6 +53,10 @@ class TokenizedFile:
     truncated: int = 0
     longest_before_truncation: int = 0
     from_cache: bool = False
+    data_format: str = "openai"  # the format the records were read in (detected or chosen)
+    truncated_lines: list[int] = field(default_factory=list)
+    dropped_lines: list[tuple[int, str]] = field(default_factory=list)  # (line, what the template left out)
+    dropped: dict[str, int] = field(default_factory=dict)  # assistant turns with content left out, by kind
 
     def __len__(self) -> int:
         return len(self.lines)
@@ -58,82 +67,52 @@ class TokenizedFile:
 
     def sample(self, i: int) -> dict[str, Any]:
         a, b = int(self.offsets[i]), int(self.offsets[i + 1])
+        line = int(self.lines[i])
         return {"input_ids": self.input_ids[a:b].tolist(), "labels": self.labels[a:b].tolist(),
-                "num_tokens": b - a, "line": int(self.lines[i]), "path": self.path}
+                "num_tokens": b - a, "line": line, "path": self.path,
+                "truncated": line in set(self.truncated_lines),
+                "dropped": [what for no, what in self.dropped_lines if no == line]}
+
+    @property
+    def unit(self) -> str:
+        from .sources import unit_of
+
+        return unit_of(self.path)
 
 
 def file_hash(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def iter_records(path: Path, data: bytes, skip_bad_lines: bool, skipped: list, limit: int | None = None):
-    """Yield `(line_no, record)` for every non-blank line, 1-based; bad JSON/UTF-8 raise or land in `skipped`."""
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
-    try:
-        lines = data.decode("utf-8").split("\n")
-        raw = None
-    except UnicodeDecodeError:
-        raw = data.split(b"\n")
-        lines = None
-    count = 0
-    for no in range(1, len(lines if lines is not None else raw) + 1):
-        if lines is not None:
-            text = lines[no - 1]
-        else:
-            try:
-                text = raw[no - 1].decode("utf-8")
-            except UnicodeDecodeError as e:
-                bad = raw[no - 1][e.start:e.start + 1].hex()
-                _bad_line(path, no, f"not valid UTF-8 (byte 0x{bad} at byte {e.start + 1} of the line); "
-                                    "save the file as UTF-8", skip_bad_lines, skipped)
-                continue
-        if not text.strip():
-            continue
-        try:
-            record = json.loads(text)
-        except json.JSONDecodeError as e:
-            _bad_line(path, no, f"invalid JSON ({e.msg} at column {e.colno})", skip_bad_lines, skipped)
-            continue
-        yield no, record
-        count += 1
-        if limit is not None and count >= limit:
-            return
+def file_format(fn, data_format: str, first_record: Any) -> str:
+    """The format this file is read in: the one chosen, or (with "auto") the one its first record has, for tokenize
+    functions that read messages; any other tokenize function gets the records as written."""
+    if data_format not in FORMATS:
+        raise ValueError(f"unknown data_format {data_format!r}; choose one of {', '.join(FORMATS)}")
+    if data_format != "auto":
+        return data_format
+    return detect_format(first_record) if getattr(fn, "reads_messages", False) else "openai"
 
 
-def _bad_line(path, no, detail, skip_bad_lines, skipped):
-    if not skip_bad_lines:
-        raise DataFormatError(path, no, detail)
-    skipped.append((no, detail))
-
-
-def read_bytes(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise DataFormatError(path, None, "file not found") from None
-    except IsADirectoryError:
-        raise DataFormatError(path, None, "is a folder, expected a .jsonl file") from None
-    except OSError as e:
-        raise DataFormatError(path, None, f"cannot read ({e.strerror})") from None
-
-
-def tokenize_records(path: Path, data: bytes, fn, skip_bad_lines: bool, limit: int | None = None,
-                     progress: bool | None = None) -> TokenizedFile:
-    """Tokenize the lines of one file (batched when the function is segment-based)."""
+def tokenize_records(path, data: bytes | None, fn, skip_bad_lines: bool, limit: int | None = None,
+                     progress: bool | None = None, data_format: str = "auto") -> TokenizedFile:
+    """Tokenize the records of one source (batched when the function is segment-based)."""
     skipped: list[tuple[int, str]] = []
     ids_parts, label_parts, lens, line_nos = [], [], [], []
-    truncated, longest = 0, 0
-    total_lines = data.count(b"\n") + 1
+    truncated_lines, dropped_lines, dropped = [], [], {}
+    longest = 0
+    fmt = None
+    total = count_hint(path, data)
     bar = None
-    if progress if progress is not None else show_progress(total_lines):
+    name = Path(str(path)).name
+    if progress if progress is not None else show_progress(total or 0):
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=total_lines, desc=f"Tokenizing {path.name}", unit="lines", leave=False)
+        bar = tqdm(total=total, desc=f"Tokenizing {name}", unit="records", leave=False)
     encode_state = getattr(fn, "_encode_state", {})
 
     def flush(batch):
-        nonlocal truncated, longest
+        nonlocal longest
         texts = [t for _no, _rec, segs in batch if segs is not None for t, _ in segs]
         from .tokenize_fn import encode_texts
 
@@ -151,11 +130,15 @@ def tokenize_records(path: Path, data: bytes, fn, skip_bad_lines: bool, limit: i
             except DataFormatError:
                 raise
             except Exception as e:  # noqa: BLE001 - any failure is reported against its line
-                _bad_line(path, no, _describe(e), skip_bad_lines, skipped)
+                bad_record(path, no, _describe(e), skip_bad_lines, skipped)
                 continue
             if "num_tokens_before_truncation" in out:
-                truncated += 1
+                truncated_lines.append(no)
                 longest = max(longest, int(out["num_tokens_before_truncation"]))
+            for what, n in (out.get("dropped") or {}).items():
+                dropped[what] = dropped.get(what, 0) + n
+                dropped_lines.append((no, "tool schemas not rendered" if what == "tools" else
+                                      f"{what} of {n} assistant turn{'s' if n > 1 else ''} not rendered"))
             flat_ids.extend(ids)
             flat_labels.extend(labels)
             lens.append(len(ids))
@@ -164,24 +147,26 @@ def tokenize_records(path: Path, data: bytes, fn, skip_bad_lines: bool, limit: i
         label_parts.append(np.asarray(flat_labels, dtype=np.int32))
 
     batch: list = []
-    last_no = 0
+    seen = 0
     for no, rec in iter_records(path, data, skip_bad_lines, skipped, limit):
         try:
+            if fmt is None:
+                fmt = file_format(fn, data_format, rec)
+            rec = convert(rec, fmt)
             segs = fn.segments(rec) if hasattr(fn, "segments") else None
         except Exception as e:  # noqa: BLE001
-            _bad_line(path, no, _describe(e), skip_bad_lines, skipped)
+            bad_record(path, no, _describe(e) + _format_hint(fmt, data_format), skip_bad_lines, skipped)
             continue
         batch.append((no, rec, segs))
         if len(batch) >= CHUNK_LINES:
             flush(batch)
             batch = []
-            if bar is not None:
-                bar.update(no - last_no)
-                last_no = no
+        if bar is not None:
+            bar.update(no - seen if str(path).endswith(".jsonl") else 1)  # jsonl: blank lines count too
+            seen = no
     if batch:
         flush(batch)
     if bar is not None:
-        bar.update(total_lines - last_no)
         bar.close()
     offsets = np.zeros(len(lens) + 1, dtype=np.int64)
     np.cumsum(np.asarray(lens, dtype=np.int64), out=offsets[1:])
@@ -190,7 +175,16 @@ def tokenize_records(path: Path, data: bytes, fn, skip_bad_lines: bool, limit: i
         path=str(path), input_ids=np.concatenate(ids_parts) if ids_parts else np.zeros(0, np.int32),
         labels=labels, offsets=offsets, lines=np.asarray(line_nos, dtype=np.int32),
         loss_counts=count_per_sample(labels != -100, offsets), num_lines=len(line_nos) + len(skipped),
-        skipped=skipped, truncated=truncated, longest_before_truncation=longest)
+        skipped=skipped, truncated=len(truncated_lines), longest_before_truncation=longest,
+        data_format=fmt or (data_format if data_format != "auto" else "openai"), truncated_lines=truncated_lines,
+        dropped_lines=dropped_lines, dropped=dropped)
+
+
+def _format_hint(fmt: str | None, chosen: str) -> str:
+    if fmt in (None, "openai") and chosen == "auto":
+        return ""
+    how = "chosen in DatasetConfig.data_format" if chosen != "auto" else "detected from the first record"
+    return f" (read as {fmt}: {how})"
 
 
 def count_per_sample(mask: np.ndarray, offsets: np.ndarray) -> np.ndarray:
@@ -208,44 +202,48 @@ def _describe(e: Exception) -> str:
     return f"tokenize_fn raised {type(e).__name__}: {e}"
 
 
+_META = ("num_lines", "skipped", "truncated", "longest_before_truncation", "data_format", "truncated_lines",
+         "dropped_lines", "dropped")
+
+
 def load_tokenized(path: str | Path, fn, *, cache_dir: str | Path | None = None, cache_tag: str | None = None,
-                   skip_bad_lines: bool = False, progress: bool | None = None) -> TokenizedFile:
-    """Tokenize one jsonl file with `fn`, through the cache when `cache_dir` is set."""
-    path = Path(path)
+                   skip_bad_lines: bool = False, progress: bool | None = None,
+                   data_format: str = "auto") -> TokenizedFile:
+    """Tokenize one source with `fn`, through the cache when `cache_dir` is set."""
+    path = Path(path) if not str(path).startswith("hf-dataset:") else str(path)
     fn_hash = None
     if cache_dir is not None:
         if not callable(getattr(fn, "hash", None)):
             raise ValueError(f"cache_dir is set but the tokenize function {type(fn).__name__} has no hash(); "
                              "subclass CachableTokenizeFunction and implement hash() (or drop cache_dir)")
-        fn_hash = str(fn.hash())
+        fn_hash = f"{fn.hash()}_{data_format}"
     data = None
-    fhash = _cache.tag_lookup(cache_dir, cache_tag, path, fn_hash) if cache_dir and cache_tag else None
+    tagged = cache_dir and cache_tag and isinstance(path, Path)
+    fhash = _cache.tag_lookup(cache_dir, cache_tag, path, fn_hash) if tagged else None
     if fhash is None:
-        data = read_bytes(path)
-        fhash = file_hash(data)
+        data, fhash = read_source(path)
     if cache_dir is not None:
         entry = _cache.entry_dir(cache_dir, fhash, fn_hash)
         hit = _cache.load_entry(entry)
         if hit is not None:
             arrays, meta = hit
-            tf = TokenizedFile(path=str(path), **arrays, num_lines=meta["num_lines"],
-                               skipped=[tuple(s) for s in meta["skipped"]], truncated=meta["truncated"],
-                               longest_before_truncation=meta["longest_before_truncation"], from_cache=True)
+            tf = TokenizedFile(path=str(path), **arrays, from_cache=True,
+                               **{k: meta[k] for k in _META if k in meta})
+            tf.skipped = [tuple(s) for s in tf.skipped]
+            tf.dropped_lines = [tuple(s) for s in tf.dropped_lines]
             if tf.skipped and not skip_bad_lines:  # cached under skip_bad_lines=True: same error as a fresh read
-                raise DataFormatError(path, tf.skipped[0][0], tf.skipped[0][1])
+                raise DataFormatError(path, tf.skipped[0][0], tf.skipped[0][1], unit=tf.unit)
             _report(tf, fn)
             return tf
-        if data is None:  # tagged hash pointed at a missing entry
-            data = read_bytes(path)
-            fhash = file_hash(data)
+        if data is None and isinstance(path, Path):  # tagged hash pointed at a missing entry
+            data, fhash = read_source(path)
             entry = _cache.entry_dir(cache_dir, fhash, fn_hash)
-    tf = tokenize_records(path, data, fn, skip_bad_lines, progress=progress)
+    tf = tokenize_records(path, data, fn, skip_bad_lines, progress=progress, data_format=data_format)
     if cache_dir is not None:
         _cache.save_entry(entry, {k: getattr(tf, k) for k in _cache.ARRAYS},
-                          {"file": str(path), "file_hash": fhash, "fn_hash": fn_hash, "num_lines": tf.num_lines,
-                           "skipped": tf.skipped, "truncated": tf.truncated,
-                           "longest_before_truncation": tf.longest_before_truncation})
-        if cache_tag:
+                          {"file": str(path), "file_hash": fhash, "fn_hash": fn_hash,
+                           **{k: getattr(tf, k) for k in _META}})
+        if tagged:
             _cache.tag_store(cache_dir, cache_tag, path, fn_hash, fhash)
     _report(tf, fn)
     return tf
@@ -256,21 +254,23 @@ def _report(tf: TokenizedFile, fn) -> None:
         logger.warning("%s: %d of %d samples were longer than max_length=%s tokens and were truncated "
                        "(longest: %d tokens).", tf.path, tf.truncated, len(tf), getattr(fn, "max_length", None),
                        tf.longest_before_truncation)
+    if tf.dropped:
+        lines = sorted({no for no, _ in tf.dropped_lines})
+        shown = ", ".join(str(no) for no in lines[:20]) + (" ..." if len(lines) > 20 else "")
+        what = ", ".join("tool schemas" if kind == "tools" else f"{kind} of {n} assistant turn{'s' if n > 1 else ''}"
+                         for kind, n in tf.dropped.items())
+        template = getattr(fn, "chat_template_name", None)
+        advice = (" (XTuner's qwen3 template renders no reasoning; chat_template='hf' renders it the way the "
+                  "model's own template does)" if template == "qwen3" and "reasoning" in tf.dropped else "")
+        logger.warning("%s: the %r chat template does not render the %s, in %d conversation(s) (%ss %s); that "
+                       "content is not trained%s.", tf.path, template, what, len(lines), tf.unit, shown, advice)
     if tf.skipped:
         shown = ", ".join(str(no) for no, _ in tf.skipped[:20]) + (" ..." if len(tf.skipped) > 20 else "")
-        logger.warning("%s: skipped %d bad line(s) (skip_bad_lines=True): lines %s. First problem: line %d: %s",
-                       tf.path, len(tf.skipped), shown, tf.skipped[0][0], tf.skipped[0][1])
+        logger.warning("%s: skipped %d bad %s(s) (skip_bad_lines=True): %ss %s. First problem: %s %d: %s",
+                       tf.path, len(tf.skipped), tf.unit, tf.unit, shown, tf.unit, tf.skipped[0][0],
+                       tf.skipped[0][1])
 
 
-def find_jsonl_files(anno_path: str | Path) -> list[Path]:
-    """A file, or every `*.jsonl` under a folder (recursively, sorted), as XTuner's DatasetConfig."""
-    p = Path(anno_path).expanduser()
-    if p.is_dir():
-        files = sorted(f for f in p.rglob("*.jsonl") if f.is_file())
-        if not files:
-            raise DataFormatError(p, None, "folder contains no *.jsonl files")
-        return files
-    if not p.exists():
-        kind = "folder" if str(anno_path).endswith(("/", os.sep)) or not p.suffix else "file"
-        raise DataFormatError(p, None, f"{kind} not found")
-    return [p]
+def find_jsonl_files(anno_path: str | Path) -> list:
+    """Kept for callers of the jsonl-only name: see `sources.find_data_files`."""
+    return find_data_files(anno_path)

@@ -12,6 +12,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from .formats import parse_tools
+
 ROLES = ("system", "developer", "user", "assistant", "tool", "pretrain")
 DEFAULT_LOSS = {"system": False, "developer": False, "user": False, "assistant": True, "tool": False, "pretrain": True}
 MESSAGE_KEYS = ("role", "content", "loss", "thinking", "tool_calls", "name", "meta", "tool_call_id",
@@ -48,9 +50,7 @@ def parse_conversation(record: Any) -> Conversation:
         else:
             raise ValueError("expected a list of messages, or an object with a 'messages' (or 'dialogs') list; "
                              f"got an object with keys {sorted(record)}")
-        tools = record.get("tools")
-        if tools is not None and not (isinstance(tools, list) and all(isinstance(t, dict) for t in tools)):
-            raise ValueError("'tools' must be a list of tool schema objects")
+        tools = parse_tools(record.get("tools"))  # a list, or a JSON string of one (as LLaMA-Factory keeps it)
     elif isinstance(record, list):
         messages = record
     else:
@@ -76,9 +76,9 @@ def parse_message(msg: Any, index: int) -> Message:
         if role != "assistant":
             raise ValueError(f"{where}: only assistant messages can have 'tool_calls'")
         tool_calls = _check_tool_calls(tool_calls, where)
-    if "content" not in msg or (msg["content"] is None and not tool_calls):
+    if msg.get("content") is None and not tool_calls:  # an assistant turn that only calls tools may have none
         raise ValueError(f"{where} has no content")
-    text = _content_text(msg["content"], where)
+    text = _content_text(msg.get("content"), where)
     loss = msg.get("loss")
     if loss is not None and not isinstance(loss, bool):
         raise ValueError(f"{where}: 'loss' must be true or false (got {loss!r})")

@@ -13,6 +13,17 @@ from pydantic import BaseModel, ConfigDict
 from .messages import Conversation, Message, tool_calls_text, tools_text
 
 
+class Segments(list):
+    """The `(text, trained)` segments of one conversation, plus `dropped`: what the template did not render
+    (`{"reasoning": n}` assistant turns whose reasoning is left out), so that nothing is lost silently."""
+
+    dropped: dict[str, int]
+
+    def __init__(self, items=(), dropped: dict[str, int] | None = None):
+        super().__init__(items)
+        self.dropped = dropped or {}
+
+
 class HybridChatTemplate(BaseModel):
     """The format strings of one chat template (XTuner's field names)."""
 
@@ -31,10 +42,10 @@ class HybridChatTemplate(BaseModel):
     only_last_assistant_loss: bool = False
     loss_assistant_format_mapping: dict[str, str] = {}
 
-    def render(self, conv: Conversation) -> list[tuple[str, bool]]:
+    def render(self, conv: Conversation) -> Segments:
         """The `(text, trained)` segments of a conversation, in order. Raises ValueError for what cannot render."""
         messages = _prepare(conv, self)
-        segments: list[tuple[str, bool]] = []
+        segments = Segments(dropped=_unrendered_reasoning(conv, self))
         for index, msg in enumerate(messages, 1):
             segments.append((self._decorate(msg, index), msg.loss))
             if msg.role == "assistant":
@@ -72,6 +83,19 @@ class HybridChatTemplate(BaseModel):
             for old, new in self.loss_assistant_format_mapping.items():
                 body = body.replace(old, new)
         return prefix + body
+
+
+def _unrendered_reasoning(conv: Conversation, template: HybridChatTemplate) -> dict[str, int]:
+    """Assistant turns whose reasoning XTuner's rendering leaves out: `reasoning_content` (XTuner accepts the field
+    and never renders it) and `thinking` on any but the last message (dropped by `process_message`)."""
+    n = 0
+    for k, m in enumerate(conv.messages):
+        if m.role != "assistant":
+            continue
+        thinking_kept = m.thinking is not None and k == len(conv.messages) - 1 and template.thinking is not None
+        if (m.thinking and not thinking_kept) or (m.raw.get("reasoning_content") and m.thinking is None):
+            n += 1
+    return {"reasoning": n} if n else {}
 
 
 def _prepare(conv: Conversation, template: HybridChatTemplate) -> list[Message]:

@@ -23,7 +23,7 @@ from .messages import Conversation, parse_conversation
 from .templates import CHAT_TEMPLATE_MAP, HF_TEMPLATE
 
 IGNORE_INDEX = -100
-_CODE_FILES = ("messages.py", "templates.py", "hf_template.py", "tokenize_fn.py")
+_CODE_FILES = ("messages.py", "templates.py", "hf_template.py", "tokenize_fn.py", "formats.py", "sources.py")
 
 
 def code_hash() -> str:
@@ -101,6 +101,8 @@ class CachableTokenizeFunction:
 
 
 class OpenaiTokenizeFunction(CachableTokenizeFunction):
+    reads_messages = True  # the file reader converts ShareGPT / Alpaca / LLaMA-Factory records for it
+
     def __init__(self, tokenizer, chat_template: str, tokenizer_hash: str | None = None,
                  max_length: int | None = None, hash: str | None = None):
         if chat_template != HF_TEMPLATE and chat_template not in CHAT_TEMPLATE_MAP:
@@ -122,22 +124,29 @@ class OpenaiTokenizeFunction(CachableTokenizeFunction):
         return self.chat_template.render(self.parse(item))
 
     def assemble(self, item, encoded, segments) -> dict:
-        return self._truncate(super().assemble(item, encoded, segments))
+        out = super().assemble(item, encoded, segments)
+        if getattr(segments, "dropped", None):  # what the template left out, counted by the file reader
+            out["dropped"] = segments.dropped
+        return self._truncate(out)
 
     def __call__(self, item: Any, **kwargs) -> dict:
         if self.chat_template is not None:
             return super().__call__(item)
         from .hf_template import hf_tokenize
 
-        ids, labels = hf_tokenize(self.tokenizer, self.parse(item))
-        return self._truncate({"input_ids": ids, "labels": labels, "num_tokens": len(ids)})
+        ids, labels, dropped = hf_tokenize(self.tokenizer, self.parse(item))
+        out = {"input_ids": ids, "labels": labels, "num_tokens": len(ids)}
+        if dropped:
+            out["dropped"] = dropped
+        return self._truncate(out)
 
     def _truncate(self, out: dict) -> dict:
         n = out["num_tokens"]
         if self.max_length is not None and n > self.max_length:
             # counted and reported once per file by the reader (XTuner logs one line per sample)
-            out = {"input_ids": out["input_ids"][: self.max_length], "labels": out["labels"][: self.max_length],
-                   "num_tokens": self.max_length, "num_tokens_before_truncation": n}
+            out = {**out, "input_ids": out["input_ids"][: self.max_length],
+                   "labels": out["labels"][: self.max_length], "num_tokens": self.max_length,
+                   "num_tokens_before_truncation": n}
         return out
 
     def hash(self) -> str:

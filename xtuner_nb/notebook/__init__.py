@@ -13,7 +13,7 @@ _EXPORTS = {
     "config_form": "forms", "ConfigForm": "forms", "ConfigFormError": "forms",
     "LiveDashboard": "dashboard", "auto_dashboard": "dashboard",
     "plot_history": "plots", "save_curves_png": "plots", "compare_runs": "plots", "load_tracker": "plots",
-    "show_tokens": "viewer", "length_histogram": "viewer", "pack_stats_table": "viewer",
+    "show_tokens": "viewer", "length_histogram": "viewer", "pack_stats_table": "viewer", "show_dataset": "data_view", "compare_templates": "data_view",
     # the module is not named `chat`: importing it would make `xtuner_nb.notebook.chat` the module, not the function
     "chat": "chat_preview", "answers": "chat_preview", "compare_answers": "chat_preview",
     "clear_chat_cache": "chat_preview",
