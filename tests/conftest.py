@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.jupyterlab import jupyterlab  # noqa: F401  (one JupyterLab server for all browser tests)
+
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 

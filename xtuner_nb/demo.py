@@ -1,8 +1,8 @@
 """`python -m xtuner_nb.demo` (what `make demo` runs): the quickstart notebook, executed headless.
 
 The English quickstart (`notebooks/en/01_quickstart.ipynb`) runs top to bottom in a fresh `python3` kernel of this
-environment (nbclient), exactly as a learner would run it; the executed copy, with the final dashboard frame and the
-widget state, is written to `build/notebooks/`. Then a short summary is printed: where that file is, the first and
+environment (nbclient), exactly as a learner would run it; the executed copy, with the final dashboard frame (a PNG and
+an HTML line) but without widget views and their saved state (megabytes), is written to `build/notebooks/`. Then a short summary is printed: where that file is, the first and
 last training loss and the trained model's answer to a demo prompt.
 
 Without the notebook layer (no nbclient/ipykernel/ipywidgets installed, or no `notebooks/` folder, as in a wheel
@@ -73,7 +73,6 @@ def run_notebook(notebook: Path, out_dir: Path, timeout: int = 900) -> tuple[Pat
                     first = next((ln for ln in cell.source.splitlines() if ln.strip()), "")
                     print(f"[{done}/{n_code}] {first[:90]}", flush=True)
                 client.execute_cell(cell, index, execution_count=done if cell.cell_type == "code" else None)
-            client.set_widgets_metadata()
             probe = nbformat.v4.new_code_cell(_SUMMARY_CODE)
             nb.cells.append(probe)
             try:
@@ -82,8 +81,29 @@ def run_notebook(notebook: Path, out_dir: Path, timeout: int = 900) -> tuple[Pat
                 nb.cells.remove(probe)  # the saved notebook is the tutorial, not the probe
             summary = _read_summary(probe)
     finally:
+        without_widget_state(nb)
         nbformat.write(nb, out)  # also on failure: the executed copy shows where it stopped
     return out, summary
+
+
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+
+def without_widget_state(nb) -> None:
+    """Keep what a reader of the saved notebook sees without a kernel: the dashboard's final frame and the forms'
+    static previews. Widget views only render with their saved state, which is most of the file's size."""
+    nb.metadata.pop("widgets", None)
+    for cell in nb.cells:
+        kept = []
+        for output in cell.get("outputs", []):
+            data = output.get("data")
+            if data is not None and WIDGET_VIEW in data:
+                del data[WIDGET_VIEW]
+                if set(data) <= {"text/plain"}:
+                    continue  # a widget's repr only (e.g. "HBox(children=...)"): nothing to show
+            kept.append(output)
+        if cell.cell_type == "code":
+            cell.outputs = kept
 
 
 def _read_summary(cell) -> dict:

@@ -1,114 +1,39 @@
 """The quickstart in a real JupyterLab, driven in Debian's Chromium through Playwright, as a learner runs it.
 
-JupyterLab starts headless on localhost with a fresh root dir, workspace dir and settings dir (so nothing from
-the user's setup leaks in), the test opens `notebooks/en/01_quickstart.ipynb`, runs all cells from the Run menu and
+In a headless JupyterLab on localhost (fresh root, workspace and settings dirs), the test opens `notebooks/en/01_quickstart.ipynb`, runs all cells from the Run menu and
 waits for the last cell. Then it checks what the learner must see: the config form, the training dashboard's
-image, its progress line and its Stop button, and no error output. Screenshots go to build/screenshots/.
+image, its progress line and its Stop button, and no error or stderr (red) output. Screenshots go to build/screenshots/.
 
-Needs /usr/bin/chromium (Debian package `chromium`; `.ci/run` installs it) or $CHROMIUM; skipped otherwise.
+Needs Chromium (Debian package `chromium`; `.ci/run` installs it) or $CHROMIUM: skipped with the reason when it
+is missing, a failure under CI=true. The JupyterLab server is shared with the other browser test
+(`tests/jupyterlab.py`).
 """
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
+from tests.jupyterlab import CHROMIUM_FLAGS, chromium
+
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK = ROOT / "notebooks" / "en" / "01_quickstart.ipynb"
 SHOTS = ROOT / "build" / "screenshots"
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync", "--no-first-run"]
-TOKEN = "xtuner-nb-browser-test"
 RUN_TIMEOUT_S = 1200  # the whole notebook; about 2-4 minutes on 2 CPU cores
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
-def _skip_reason() -> str | None:
-    if not Path(CHROMIUM).exists():
-        return f"no Chromium at {CHROMIUM} (Debian: apt-get install -y chromium; or set $CHROMIUM)"
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        return "playwright (python) is not installed"
-    return None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _write_settings(settings: Path) -> None:
-    """Render every cell (no virtual scrolling, so off-screen outputs exist in the page) and fetch no news."""
-    files = {
-        "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
-        "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false",
-                                                                            "checkForUpdates": False},
-    }
-    for rel, value in files.items():
-        path = settings / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(value))
-
-
 @pytest.fixture
-def jupyterlab(tmp_path):
-    reason = _skip_reason()
-    if reason:
-        pytest.skip(reason)
-    root = tmp_path / "root"
-    root.mkdir()
-    shutil.copy(NOTEBOOK, root / NOTEBOOK.name)  # runs write work_dir/ next to the notebook: keep them in tmp
-    _write_settings(tmp_path / "settings")
-    port = _free_port()
-    env = dict(os.environ)
-    # this environment's kernelspec first ("python3" = this interpreter), a private config dir, and one
-    # intra-op thread for the tiny model (see notebooks/conftest.py)
-    env["JUPYTER_PATH"] = os.pathsep.join([str(Path(sys.prefix) / "share" / "jupyter"),
-                                           *filter(None, [env.get("JUPYTER_PATH")])])
-    env["JUPYTER_CONFIG_DIR"] = str(tmp_path / "config")
-    env.setdefault("OMP_NUM_THREADS", "1")
-    env.setdefault("TOKENIZERS_PARALLELISM", "false")
-    log = open(tmp_path / "jupyterlab.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
-         "--allow-root", f"--IdentityProvider.token={TOKEN}", f"--ServerApp.root_dir={root}",
-         f"--LabApp.workspaces_dir={tmp_path / 'workspaces'}", f"--LabApp.user_settings_dir={tmp_path / 'settings'}",
-         "--ServerApp.port_retries=0"],
-        cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/api/status?token={TOKEN}", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.time() > deadline:
-                raise RuntimeError(f"JupyterLab did not start:\n{(tmp_path / 'jupyterlab.log').read_text()[-3000:]}")
-            time.sleep(0.5)
-        yield base, root, tmp_path / "jupyterlab.log"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+def quickstart(jupyterlab):
+    """The quickstart notebook in its own folder of the shared JupyterLab (its runs write work_dir/ next to it)."""
+    folder = jupyterlab.root / "quickstart"
+    folder.mkdir(exist_ok=True)
+    shutil.copy(NOTEBOOK, folder / NOTEBOOK.name)
+    return jupyterlab.url(f"quickstart/{NOTEBOOK.name}")
 
 
 def _cell_with(page, text: str):
@@ -116,16 +41,15 @@ def _cell_with(page, text: str):
     return page.locator(".jp-Notebook .jp-Cell").filter(has=page.locator(".jp-InputArea", has_text=text)).first
 
 
-def test_quickstart_runs_in_jupyterlab_and_shows_form_dashboard_and_stop(jupyterlab):
+def test_quickstart_runs_in_jupyterlab_and_shows_form_dashboard_and_stop(quickstart):
     from playwright.sync_api import sync_playwright
 
-    base, root, server_log = jupyterlab
     SHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True)
+        browser = p.chromium.launch(executable_path=chromium(), args=CHROMIUM_FLAGS, headless=True)
         try:
             page = browser.new_page(viewport={"width": 1500, "height": 1100})
-            page.goto(f"{base}/lab/tree/{NOTEBOOK.name}?token={TOKEN}", wait_until="domcontentloaded")
+            page.goto(quickstart, wait_until="domcontentloaded")
             page.locator(".jp-Notebook .jp-Cell").first.wait_for(timeout=120_000)
             # the kernel from the notebook's kernelspec (no "Select Kernel" dialog), idle before we start
             page.locator(".jp-Toolbar-kernelName", has_text="Python 3").first.wait_for(timeout=120_000)
@@ -150,6 +74,12 @@ def test_quickstart_runs_in_jupyterlab_and_shows_form_dashboard_and_stop(jupyter
 
             errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.error']")
             assert errors.count() == 0, f"a cell failed:\n{errors.first.inner_text()[:3000]}"
+            # a healthy run shows nothing in red: log lines go to stdout in a kernel, only warnings to stderr
+            red = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
+            if red.count():
+                red.first.scroll_into_view_if_needed()
+                page.screenshot(path=str(SHOTS / "quickstart_red_output.png"))
+            assert red.count() == 0, f"red (stderr) output on a healthy run:\n{red.first.inner_text()[:3000]}"
 
             # the config form: a widget with the TrainerConfig's fields and the code preview
             form_cell = _cell_with(page, "form = config_form(")

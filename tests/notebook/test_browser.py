@@ -2,31 +2,27 @@
 and is shown disabled with its hint under `fit()`. Screenshots go to build/screenshots/ (override with
 XTUNER_NB_SCREENSHOT_DIR).
 
-Needs Playwright for Python and a Chromium binary (Debian: `apt-get install chromium`); skipped otherwise.
+Needs Playwright for Python and Chromium (Debian: `apt-get install chromium`, or $CHROMIUM): skipped with the reason
+when missing, a failure under CI=true. The JupyterLab server is shared with tests/browser (`tests/jupyterlab.py`).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import nbformat
 import pytest
 
+from tests.jupyterlab import CHROMIUM_FLAGS, chromium
 from tests.notebook.kernel_cells import tiny_trainer_cell
 
 REPO = Path(__file__).resolve().parents[2]
-CHROMIUM = os.environ.get("XTUNER_NB_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 SHOTS = Path(os.environ.get("XTUNER_NB_SCREENSHOT_DIR", REPO / "build" / "screenshots"))
 
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no Chromium binary (Debian: apt-get install chromium)")
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 # afit() runs until the first dashboard frame shows (it may be step 350 on a fast, quiet machine); the sync fit()
 # after it must still be running when the test interrupts the kernel, so the run is long enough for both
@@ -38,44 +34,16 @@ SYNC = ("import time\nfrom xtuner_nb.train.events import Hook\n\n"
         "trainer.hooks.append(Slow())\ntrainer.fit()")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
-def lab(tmp_path):
-    root = tmp_path / "root"
-    root.mkdir()
+def lab(jupyterlab):
+    """The dashboard notebook in its own folder of the shared JupyterLab (`tests/jupyterlab.py`)."""
+    folder = jupyterlab.root / "dashboard"
+    folder.mkdir(exist_ok=True)
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nb.cells = [nbformat.v4.new_code_cell(SETUP), nbformat.v4.new_code_cell(AFIT), nbformat.v4.new_code_cell(SYNC)]
-    nbformat.write(nb, root / "dashboard.ipynb")
-    port, token = _free_port(), "xtuner-nb-test"
-    env = {**os.environ, "JUPYTER_PATH": str(Path(sys.prefix) / "share" / "jupyter")}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
-         "--allow-root", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}", f"--LabApp.workspaces_dir={tmp_path / 'ws'}",
-         "--LabApp.expose_app_in_browser=True", "--ServerApp.disable_check_xsrf=True"],
-        stdout=subprocess.DEVNULL, stderr=open(tmp_path / "lab.log", "w"), env=env, cwd=root)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 90
-    while True:
-        try:
-            urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2)
-            break
-        except OSError:
-            if time.time() > deadline or proc.poll() is not None:
-                proc.kill()
-                pytest.fail(f"JupyterLab did not start:\n{(tmp_path / 'lab.log').read_text()[-3000:]}")
-            time.sleep(0.5)
-    yield f"{base}/lab/tree/dashboard.ipynb?token={token}"
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    nbformat.write(nb, folder / "dashboard.ipynb")
+    return jupyterlab.url("dashboard/dashboard.ipynb")
 
 
 def _run_cell(page, index: int) -> None:
@@ -94,12 +62,11 @@ def _out(cell, text: str):
 
 
 def test_stop_button_clicked_mid_run_in_jupyterlab(lab):
-    sync_api = pytest.importorskip("playwright.sync_api")
+    from playwright import sync_api
+
     SHOTS.mkdir(parents=True, exist_ok=True)
     with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run"])
+        browser = pw.chromium.launch(executable_path=chromium(), args=CHROMIUM_FLAGS)
         page = browser.new_page(viewport={"width": 1280, "height": 1400})
         page.set_default_timeout(150_000)
         try:

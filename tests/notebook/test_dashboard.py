@@ -198,7 +198,7 @@ def test_plot_history_panels(tmp_path):
     rows = [row(s) for s in range(1, 30)]
     fig = plot_history(pd.DataFrame(rows))
     assert [ax.get_title() for ax in fig.axes if ax.get_visible()] == [
-        "loss", "learning rate", "grad norm", "tokens/s per GPU"]
+        "loss", "learning rate", "grad norm", "tokens/s per device"]
     rows[-1].update({"runtime_info/mfu": 0.41, "memory/max_memory_GB": 12.5})
     rows.append({"step": 29, "eval/loss": 1.2})
     fig = plot_history(pd.DataFrame(rows))  # eval rows make NaN columns in the DataFrame

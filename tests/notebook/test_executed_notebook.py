@@ -71,6 +71,16 @@ def test_saved_notebook_holds_final_frame_as_png_and_html(tmp_path):
     assert "Qwen3Dense8BConfig(num_hidden_layers=16)" in form_out["text/html"]
     assert saved.metadata.get("widgets"), "widget state is stored in the notebook"
 
+    # what `make demo` saves: the final frame and the form's static preview, without widget views and their state
+    from xtuner_nb.demo import without_widget_state
+
+    size = len(nbformat.writes(saved))
+    without_widget_state(saved)
+    assert "widgets" not in saved.metadata and "widget-view" not in nbformat.writes(saved)
+    assert [sorted(o.data) for o in saved.cells[0].outputs] == [["text/html", "text/plain"], ["image/png", "text/plain"]]
+    assert "Qwen3Dense8BConfig(num_hidden_layers=16)" in saved.cells[3].outputs[0].data["text/html"]
+    assert len(nbformat.writes(saved)) < size
+
 
 BUILD_TRAINER = tiny_trainer_cell(pack_len=128, total_step=6) + textwrap.dedent("""
     from xtuner_nb.notebook.dashboard import LiveDashboard
@@ -108,7 +118,6 @@ SYNC_FIT = textwrap.dedent("""
 
 
 def test_real_fit_then_afit_stop_button_in_a_kernel(tmp_path):
-    pytest.importorskip("xtuner_nb.train.trainer")
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(BUILD_TRAINER),
                 nbformat.v4.new_code_cell(AFIT_WITH_CLICK),
@@ -119,6 +128,14 @@ def test_real_fit_then_afit_stop_button_in_a_kernel(tmp_path):
     def outputs(cell):
         return {k: o for o in cell.outputs for k in o.get("data", {})}, "".join(
             o.get("text", "") for o in cell.outputs if o.output_type == "stream")
+
+    # building the Trainer logs INFO lines: on stdout in a kernel (stderr is painted red), nothing on stderr
+    streams = {}
+    for o in saved.cells[0].outputs:
+        if o.output_type == "stream":
+            streams[o.name] = streams.get(o.name, "") + o.text
+    assert "[INFO] exp_dir:" in streams.get("stdout", ""), streams
+    assert "stderr" not in streams, streams["stderr"][:2000]
 
     data, text = outputs(saved.cells[1])
     stopped_at = int(text.split("STOPPED_AT")[1].split()[0])

@@ -34,7 +34,8 @@ def test_sigint_at_a_random_step_saves_and_resume_matches(tiny_ckpt, tmp_path):
     ref_losses = _losses(ref.stdout)
     assert len(ref_losses) == 8
 
-    stop_after = random.Random().randint(1, 5)
+    seed = int(os.environ.get("XTUNER_NB_TEST_SEED", "17"))  # a fixed seed; set it to try other stop steps
+    stop_after = random.Random(seed).randint(1, 5)
     proc = subprocess.Popen([sys.executable, str(SCRIPT), str(tiny_ckpt), str(tmp_path / "run"), json.dumps(over),
                              "0.3"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, cwd=REPO)
     seen = []
@@ -45,7 +46,7 @@ def test_sigint_at_a_random_step_saves_and_resume_matches(tiny_ckpt, tmp_path):
             break
     out, err = proc.communicate(timeout=300)
     out = "".join(seen) + out
-    assert proc.returncode == 130, err  # a script exits non-zero after saving
+    assert proc.returncode == 130, f"seed {seed}, SIGINT after step {stop_after}:\n{err}"  # non-zero after saving
     done = max(_losses(out))
     assert stop_after <= done < 8
     assert f"Training interrupted" in err and "auto_resume=True" in err

@@ -68,7 +68,46 @@ def test_first_step_loss_equals_transformers_token_mean(tiny_ckpt, tmp_path):
     assert losses(trainer)[0] == pytest.approx(total / count, abs=1e-5)
 
 
-def test_accumulation_does_not_change_the_loss(tiny_ckpt, tmp_path):
+def _one_pack(packs: list[dict]) -> dict:
+    """The packs of a step joined into one long pack (each sample keeps its own positions and attention span)."""
+    offsets, cu = 0, [torch.zeros(1, dtype=torch.int32)]
+    for p in packs:
+        cu.append(p["cu_seq_lens"][1:] + offsets)
+        offsets += int(p["cu_seq_lens"][-1])
+    return {"input_ids": torch.cat([p["input_ids"] for p in packs], 1),
+            "shifted_labels": torch.cat([p["shifted_labels"] for p in packs], 1),
+            "position_ids": torch.cat([p["position_ids"] for p in packs], 1), "cu_seq_lens": torch.cat(cu),
+            "max_length": max(int(p["max_length"]) for p in packs),
+            "num_padding": sum(int(p["num_padding"]) for p in packs)}
+
+
+@pytest.mark.parametrize("reduction", ["sample"])  # per-sample weights: the stricter case
+def test_accumulating_four_packs_equals_one_step_on_the_four_joined(tiny_ckpt, tmp_path, reduction):
+    """global_batch_size=4 on one rank: the Trainer's step (4 forward/backwards of 1 pack each, gradients
+    accumulated into one update) gives the same step loss and the same gradients -- hence the same AdamW update --
+    as 1 forward/backward of the 4 packs joined into one pack."""
+    from xtuner_nb.loss import CELossConfig
+    from xtuner_nb.train import Trainer
+    from xtuner_nb.train.step import forward_backward
+
+    cfg = small_config(tiny_ckpt, tmp_path, global_batch_size=4, total_step=1, debug_skip_save=True,
+                       loss_cfg=CELossConfig(loss_reduction=reduction), default_hooks=[], do_clip=False)
+    accumulated, joined = Trainer.from_config(cfg), Trainer.from_config(cfg)
+    joined.loader.set_epoch(1)
+    packs = next(iter(joined.loader))
+    assert len(packs) == 4 and accumulated.micro_batch_size == 4
+    grads = []  # what the AdamW step of the Trainer's loop receives
+    accumulated.optimizer.register_step_pre_hook(
+        lambda opt, args, kwargs: grads.append([p.grad.clone() for p in accumulated.model.parameters()]))
+    accumulated.fit()
+
+    res = forward_backward(joined.model, [_one_pack(packs)], cfg.loss_cfg, joined.dist.device, 1, None)
+    assert losses(accumulated)[0] == pytest.approx(res.reduced_loss, rel=1e-6)
+    for (name, p), g in zip(joined.model.named_parameters(), grads[0]):
+        torch.testing.assert_close(g, p.grad, atol=1e-6, rtol=1e-4, msg=name)
+
+
+def test_chunk_loss_trains_as_eager(tiny_ckpt, tmp_path):
     """gbs=4 as one step of 4 packs; the same packs give the same loss and update with chunk loss too."""
     from xtuner_nb.loss import CELossConfig
     from xtuner_nb.train import Trainer

@@ -304,7 +304,7 @@ class LiveDashboard(Hook):
         if _fmt(row.get("grad_norm"), ".3f"):
             parts.append(f"grad norm {_fmt(row.get('grad_norm'), '.3f')}")
         if _fmt(row.get("runtime_info/tgs"), ",.0f"):
-            parts.append(f"{_fmt(row.get('runtime_info/tgs'), ',.0f')} tok/s/GPU")
+            parts.append(f"{_fmt(row.get('runtime_info/tgs'), ',.0f')} tok/s per device")
         if _fmt(row.get("memory/max_memory_GB"), ".1f"):
             parts.append(f"peak {_fmt(row.get('memory/max_memory_GB'), '.1f')} GB")
         ev = self.data.last_eval

@@ -26,7 +26,7 @@ _PANELS = [
     ("loss", None, "loss"),
     ("learning rate", "lr", "lr"),
     ("grad norm", "grad_norm", "L2 norm"),
-    ("tokens/s per GPU", "runtime_info/tgs", "tokens/s"),
+    ("tokens/s per device", "runtime_info/tgs", "tokens/s"),  # a device: a GPU, or the CPU
     ("MFU", "runtime_info/mfu", "MFU"),
     ("peak memory", "memory/max_memory_GB", "GB"),
 ]

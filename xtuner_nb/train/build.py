@@ -7,9 +7,11 @@ A new part (another tokenizer source, a memory check, a compile step) is one fun
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -34,11 +36,9 @@ def seed_everything(seed: int) -> None:
         pass
 
 
-TRUST_REMOTE_CODE_HINT = ("set trust_remote_code=True in the TrainerConfig (CLI: --trust-remote-code) only if you "
-                          "trust the Python files in that folder")
-
-
 def build_tokenizer(cfg: TrainerConfig, logger: logging.Logger):
+    """The tokenizer of `tokenizer_path` (None: a toy UTF-8 byte tokenizer). Code shipped in the folder runs only
+    with `trust_remote_code=True`, as in transformers."""
     if cfg.tokenizer_path is None:
         from .toy_tokenizer import UTF8ByteTokenizer
 
@@ -46,7 +46,15 @@ def build_tokenizer(cfg: TrainerConfig, logger: logging.Logger):
         return UTF8ByteTokenizer()
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(str(cfg.tokenizer_path), trust_remote_code=True)
+    # transformers 5 quietly falls back to a generic tokenizer when it may not run the folder's code, which could
+    # tokenize differently from what the folder asks for: say so instead
+    config_file = Path(cfg.tokenizer_path) / "tokenizer_config.json"
+    wants_code = config_file.is_file() and "AutoTokenizer" in json.loads(config_file.read_text()).get("auto_map", {})
+    if wants_code and not cfg.trust_remote_code:
+        raise ValueError(f"{config_file}: auto_map asks to run the Python code shipped in this tokenizer folder, "
+                         "which is off by default. If you trust that code, set trust_remote_code=True in the "
+                         "TrainerConfig (command line: --trust-remote-code).")
+    return AutoTokenizer.from_pretrained(str(cfg.tokenizer_path), trust_remote_code=cfg.trust_remote_code)
 
 
 @dataclass

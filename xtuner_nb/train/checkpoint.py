@@ -8,12 +8,17 @@ A checkpoint directory `checkpoints/ckpt-step-N/` holds
   trainer_config.json  the run's config
   train_state.json     step, epoch, tokens, time -- written last: no train_state.json, no checkpoint
 A half-written checkpoint is a `*.tmp` directory, ignored when resuming and removed at the next save.
+
+Every `.pt` file holds tensors and plain containers only and is read with `torch.load(weights_only=True)`, so a
+checkpoint folder from someone else cannot run code when it is resumed (the DCP weights are tensors; the rest is
+JSON). A file that needs more than that is refused with `UnsafeCheckpointError`.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import pickle
 import random
 import re
 import shutil
@@ -24,6 +29,8 @@ from typing import Any
 
 import torch
 import torch.distributed.checkpoint as dcp
+from torch.distributed.checkpoint import FileSystemReader
+from torch.distributed.checkpoint.metadata import Metadata, StorageMeta
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict, set_state_dict
 
 from .dist import barrier
@@ -41,14 +48,66 @@ def list_checkpoints(exp_dir: Path) -> list[Path]:
     return sorted(done, key=lambda p: int(CKPT_RE.match(p.name).group(1)))
 
 
+class UnsafeCheckpointError(ValueError):
+    """A checkpoint file holds Python objects that only an unrestricted unpickler could build."""
+
+
+def load_pt(path: Path) -> Any:
+    """`torch.load(path, weights_only=True)`: tensors and plain containers, never arbitrary code."""
+    try:
+        return torch.load(path, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[-1][:300]
+        raise UnsafeCheckpointError(
+            f"{path}: refused to load: it holds Python objects other than tensors and plain containers, which could "
+            f"run code when unpickled (torch.load weights_only=True said: {first}). Only resume checkpoints you wrote "
+            "yourself with this version of xtuner_nb.") from None
+
+
+class _MetadataUnpickler(pickle.Unpickler):
+    """DCP's `.metadata` is a pickle: build only DCP's own metadata classes and torch's dtypes/layouts/sizes."""
+
+    _TORCH = {"Size", "strided", "sparse_coo", "contiguous_format", "channels_last", "preserve_format"}
+
+    def find_class(self, module: str, name: str) -> Any:
+        torch_name = module == "torch" and (name in self._TORCH or isinstance(getattr(torch, name, None), torch.dtype))
+        if module.startswith("torch.distributed.checkpoint.") or torch_name or (module, name) in (
+                ("collections", "OrderedDict"), ("builtins", "set"), ("builtins", "frozenset"),
+                ("torch.serialization", "_get_layout"),  # a layout by name, e.g. "torch.strided"
+                ("pathlib", "PosixPath"), ("pathlib", "WindowsPath")):  # StorageMeta.checkpoint_id
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"global '{module}.{name}' is not allowed in DCP metadata")
+
+
+class SafeFileSystemReader(FileSystemReader):
+    """torch DCP's reader, except that the `.metadata` pickle is read with `_MetadataUnpickler` (DCP itself
+    unpickles it without restriction; its tensor files are already read with weights_only=True)."""
+
+    def read_metadata(self, *args: Any, **kwargs: Any) -> Metadata:
+        path = self._get_metadata_path(kwargs.get("rank"))
+        with self.fs.create_stream(path, "rb") as f:
+            try:
+                metadata = _MetadataUnpickler(f).load()
+            except pickle.UnpicklingError as exc:
+                raise UnsafeCheckpointError(f"{path}: refused to load: {exc}; it could run code when unpickled. "
+                                            "Only resume checkpoints you wrote yourself.") from None
+        if getattr(metadata, "storage_meta", None) is None:
+            metadata.storage_meta = StorageMeta()
+        metadata.storage_meta.load_id = self.load_id
+        return metadata
+
+
 def _rng_state() -> dict[str, Any]:
+    """RNG states as tensors and plain containers (numpy's state is a tuple with an array: stored as a tensor)."""
     state = {"python": random.getstate(), "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     try:
         import numpy as np
 
-        state["numpy"] = np.random.get_state()
+        kind, keys, pos, has_gauss, cached = np.random.get_state()
+        state["numpy"] = {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                          "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}
     except ImportError:
         pass
     return state
@@ -62,7 +121,9 @@ def _set_rng_state(state: dict[str, Any]) -> None:
     if "numpy" in state:
         import numpy as np
 
-        np.random.set_state(state["numpy"])
+        n = state["numpy"]
+        np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                             n["cached_gaussian"]))
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
@@ -112,16 +173,18 @@ def load_checkpoint(path: Path, *, model, optimizer, scheduler, rank: int, load_
     state = {"model": model_sd, "optimizer": optim_sd} if load_optimizer else {"model": model_sd}
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*torch.distributed is disabled.*")
-        dcp.load(state, checkpoint_id=str(path / "weights"))
+        reader = SafeFileSystemReader(str(path / "weights"))
+        reader.read_metadata()  # an unsafe .metadata is refused here, before DCP wraps the error in its own
+        dcp.load(state, storage_reader=reader)
     set_state_dict(model, optimizer, model_state_dict=state["model"],
                    optim_state_dict=state["optimizer"] if load_optimizer else optim_sd, options=opts)
     if load_scheduler:
-        scheduler.load_state_dict(torch.load(path / "lr_scheduler.pt", weights_only=False))
+        scheduler.load_state_dict(load_pt(path / "lr_scheduler.pt"))
     rng_file = path / f"rng_rank{rank}.pt"
     if rng_file.exists():
-        _set_rng_state(torch.load(rng_file, weights_only=False))
+        _set_rng_state(load_pt(rng_file))
     return {"train_state": json.loads((path / "train_state.json").read_text()),
-            "loader_state": torch.load(path / "dataloader.pt", weights_only=False)}
+            "loader_state": load_pt(path / "dataloader.pt")}
 
 
 def _frozen_names(model) -> set[str]:

@@ -50,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--auto-resume", action="store_true", default=None)
     s.add_argument("--seed", type=int)
     s.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    s.add_argument("--trust-remote-code", action="store_true", default=None,
+                   help="let the tokenizer folder run the Python code it ships (off by default)")
     return p
 
 
@@ -85,7 +87,7 @@ def config_from_args(args: argparse.Namespace) -> TrainerConfig:
         global_batch_size=a.get("global_batch_size"), total_step=a.get("total_step"), total_epoch=a.get("epoch_num"),
         work_dir=a["work_dir"], seed=a["seed"], auto_resume=bool(a.get("auto_resume")),
         checkpoint_interval=a.get("checkpoint_interval", -1), hf_interval=a.get("hf_interval"),
-        device=a.get("device", "auto"),
+        device=a.get("device", "auto"), trust_remote_code=bool(a.get("trust_remote_code")),
     )
 
 

@@ -73,6 +73,9 @@ class TrainerConfig(XConfig):
         "exact", description="exact: the answer equals the expected text (surrounding whitespace ignored); "
                              "contains: the expected text occurs in the answer.")
     eval_max_new_tokens: int = Field(32, ge=1, description="Longest generated answer, in tokens.")
+    trust_remote_code: bool = Field(
+        False, description="Let a tokenizer folder run the Python code it ships (auto_map). Off, as in transformers: "
+                           "turn it on only for folders you trust.")
     default_hooks: list[str] | None = Field(
         None, description="Hooks the Trainer adds itself, by name (entry-point group xtuner_nb.hooks): None = "
                           "['curves_png'] plus 'dashboard' in a Jupyter kernel; [] = none.")

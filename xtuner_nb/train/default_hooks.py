@@ -14,20 +14,14 @@ Another package can add a hook the same way: an entry point `name = "module:fact
 
 from __future__ import annotations
 
-import sys
 from importlib.metadata import entry_points
 from typing import Any, Callable
 
 from .events import Hook
+from .tracker import in_notebook_kernel
 
 ENTRY_POINT_GROUP = "xtuner_nb.hooks"
 HookFactory = Callable[[Any], "Hook | None"]
-
-
-def in_notebook_kernel() -> bool:
-    """True inside a running Jupyter kernel; read from sys.modules, so nothing is imported here."""
-    app = sys.modules.get("ipykernel.kernelapp")
-    return app is not None and app.IPKernelApp.initialized()
 
 
 def default_hook_names(chosen: list[str] | None, show_dashboard: bool = True) -> list[str]:

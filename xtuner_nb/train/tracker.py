@@ -31,8 +31,26 @@ class _Format(logging.Formatter):
         return f"[XTuner][RANK {self.rank}][{t}][{record.levelname}] {record.getMessage()}"
 
 
+def in_notebook_kernel() -> bool:
+    """True inside a running Jupyter kernel; read from sys.modules, so nothing is imported here."""
+    app = sys.modules.get("ipykernel.kernelapp")
+    return app is not None and app.IPKernelApp.initialized()
+
+
+def _console(stream, name: str, keep) -> logging.Handler:
+    handler = logging.StreamHandler(stream)
+    handler.setLevel(logging.INFO)
+    handler.setFormatter(_Format(0))
+    handler.addFilter(lambda record: keep(record.levelno))
+    handler.set_name(name)
+    return handler
+
+
 def setup_logging(log_dir: Path, rank: int, console: bool = True) -> logging.Logger:
-    """File handler at DEBUG for every rank; console (stderr) at INFO on rank 0 only. Re-running replaces handlers."""
+    """File handler at DEBUG for every rank; console at INFO on rank 0 only. Re-running replaces handlers.
+
+    The console is stderr, as XTuner's, in scripts and under torchrun. In a Jupyter kernel, which paints stderr red,
+    INFO goes to stdout and only warnings and errors to stderr, so a healthy run does not look like a failure."""
     logger = get_logger()
     logger.setLevel(logging.DEBUG)
     logger.propagate = False
@@ -44,18 +62,18 @@ def setup_logging(log_dir: Path, rank: int, console: bool = True) -> logging.Log
     fh.setLevel(logging.DEBUG)
     fh.setFormatter(_Format(rank))
     logger.addHandler(fh)
-    if console and rank == 0:
-        sh = logging.StreamHandler(sys.stderr)
-        sh.setLevel(logging.INFO)
-        sh.setFormatter(_Format(rank))
-        sh.set_name("console")
-        logger.addHandler(sh)
+    if console and rank == 0 and in_notebook_kernel():
+        logger.addHandler(_console(sys.stdout, "console", lambda level: level < logging.WARNING))
+        logger.addHandler(_console(sys.stderr, "console-warnings", lambda level: level >= logging.WARNING))
+    elif console and rank == 0:
+        logger.addHandler(_console(sys.stderr, "console", lambda level: True))
     return logger
 
 
 def set_console_level(level: int) -> None:
+    """The least level the console shows (a dashboard raises it to WARNING while it draws the steps)."""
     for h in get_logger().handlers:
-        if h.get_name() == "console":
+        if h.get_name() in ("console", "console-warnings"):
             h.setLevel(level)
 
 
