@@ -1,4 +1,5 @@
-"""Data: OpenAI-messages jsonl -> tokens with assistant-only labels -> packs (XTuner v1's `xtuner.v1.datasets`).
+"""Data: conversations (OpenAI messages, ShareGPT, Alpaca, LLaMA-Factory; .jsonl, .json, .parquet, a
+`datasets.Dataset`) -> tokens with assistant-only labels -> packs (XTuner v1's `xtuner.v1.datasets`).
 
     from xtuner_nb.datasets import DatasetConfig, DataloaderConfig, OpenaiTokenizeFunctionConfig
     dataloader_cfg = DataloaderConfig(
