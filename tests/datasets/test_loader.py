@@ -84,6 +84,23 @@ def test_resume_mid_epoch_yields_exactly_the_rest(varied_jsonl, tiny_tok, k):
     assert _ids(fresh) == expected  # the next iterator is a full epoch again
 
 
+@pytest.mark.parametrize("group_by_length", [False, True])
+def test_resume_on_another_rank_count(varied_jsonl, tiny_tok, caplog, group_by_length):
+    """The plain permutation gives 1 rank exactly the packs 2 ranks had left; the length-grouped order depends on
+    the rank count, which a mid-epoch resume on another count says."""
+    cfg = loader_cfg(varied_jsonl, pack_max_length=128, group_by_length=group_by_length)
+    two = [cfg.build(tiny_tok, dp_rank=r, dp_size=2, micro_batch_size=2, seed=3) for r in (0, 1)]
+    it = iter(two[0])
+    next(it)
+    one = cfg.build(tiny_tok, dp_size=1, micro_batch_size=4, seed=3)
+    with caplog.at_level("WARNING", logger="xtuner_nb.datasets"):
+        one.load_state_dict(two[0].state_dict())
+    assert ("resuming mid-epoch on 1 ranks a checkpoint taken on 2" in caplog.text) == group_by_length
+    if not group_by_length:
+        rest = [[x[0], y[0], x[1], y[1]] for x, y in zip(_ids(two[0])[1:], _ids(two[1])[1:])]
+        assert _ids(one) == rest
+
+
 def test_resume_at_epoch_end_then_next_epoch(varied_jsonl, tiny_tok):
     cfg = loader_cfg(varied_jsonl, pack_max_length=128)
     run = cfg.build(tiny_tok, seed=2)

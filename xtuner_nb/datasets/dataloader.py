@@ -153,6 +153,13 @@ class PackedDataLoader:
                                  f"{mine!r} now (the data, packing settings, batch size or seed changed)")
         self.epoch = int(state["epoch"])
         self._step = self._resume_step = int(state["step"])
+        saved_group, group = state.get("group_size"), getattr(self.sampler, "group_size", None)
+        if None not in (saved_group, group) and saved_group != group and 0 < self._step < len(self):
+            logger.warning(
+                "resuming mid-epoch on %d ranks a checkpoint taken on %d: the length-grouped sampler orders the packs "
+                "of epoch %d in groups of the rank count, so the rest of this epoch may repeat some packs and skip "
+                "others (the next epochs are whole). group_by_length=False gives every layout the same packs.",
+                group, saved_group, self.epoch)
 
     # ---- iteration -----------------------------------------------------------------------------------------------
     def pack_items(self, p: int) -> list[dict[str, Any]]:
