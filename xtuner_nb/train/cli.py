@@ -92,12 +92,12 @@ def config_from_args(args: argparse.Namespace) -> TrainerConfig:
 
 
 def _model_cfg(spec: str | None, load_from: Path | None):
-    from ..model import MODEL_PRESETS, Qwen3DenseConfig, get_model_config
+    from ..model import MODEL_PRESETS, get_model_config, model_config_from_hf
 
     if spec is None:
         if load_from is None:
             raise ValueError("give --load-from (the model config is read from it) or --model-cfg")
-        return Qwen3DenseConfig.from_hf(load_from)
+        return model_config_from_hf(load_from)
     if spec in MODEL_PRESETS:
         return get_model_config(spec)
     if spec.endswith(".py"):
