@@ -115,15 +115,15 @@ class _Reporter:
 
 
 def _convert_gguf(src: PretrainedSource, out: Path, say: _Reporter) -> None:
+    say(f"{src.description}: converting it once into a Hugging Face folder")
+    gguf = src.gguf()
+    say(f"GGUF file {gguf.name}: {gguf.stat().st_size / 1e6:.1f} MB; reading its tokenizer ...")
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from .config import config_class_for
     from .hf_save import save_hf
 
-    say(f"{src.description}")
-    gguf = src.gguf()
-    say(f"GGUF file {gguf.name}: {gguf.stat().st_size / 1e6:.1f} MB")
     tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     tokenizer = _fix_tokenizer(tokenizer, src)
     say(f"tokenizer: {len(tokenizer)} tokens, eos {tokenizer.eos_token}, pad {tokenizer.pad_token}, no BOS")
