@@ -26,3 +26,23 @@ def small_config(tiny_ckpt: Path, work_dir: Path, **over: Any):
 
 def losses(trainer) -> list[float]:
     return list(trainer.history["loss/reduced_llm_loss"])
+
+
+def reference_token_mean(hf_path, packs) -> float:
+    """Token-mean CE of transformers' own model (sdpa, fp32) run on each packed sample alone: what step 1 must give."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    ref = AutoModelForCausalLM.from_pretrained(hf_path, attn_implementation="sdpa", dtype=torch.float32).eval()
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for p in packs:
+            cu = p["cu_seq_lens"].tolist()
+            for a, b in zip(cu[:-1], cu[1:]):
+                ids, labels = p["input_ids"][:, a:b], p["shifted_labels"][0, a:b]
+                if (labels != -100).sum() == 0:
+                    continue
+                logits = ref(input_ids=ids).logits[0].float()
+                ce = torch.nn.functional.cross_entropy(logits, labels, ignore_index=-100, reduction="sum")
+                total, count = total + ce.item(), count + int((labels != -100).sum())
+    return total / count

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.train.helpers import losses, small_config
+from tests.train.helpers import losses, reference_token_mean, small_config
 
 REPO = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
@@ -93,19 +93,7 @@ def test_step1_loss_on_packs_equals_transformers_token_mean(arch_ckpt, tmp_path)
     packs = next(iter(trainer.loader))
     assert max(len(p["cu_seq_lens"]) - 1 for p in packs) >= 3  # several samples share a pack
     trainer.fit()
-    ref = _hf(ckpt)
-    total, count = 0.0, 0
-    with torch.no_grad():
-        for p in packs:
-            cu = p["cu_seq_lens"].tolist()
-            for a, b in zip(cu[:-1], cu[1:]):
-                ids, labels = p["input_ids"][:, a:b], p["shifted_labels"][0, a:b]
-                if (labels != -100).sum() == 0:
-                    continue
-                ce = torch.nn.functional.cross_entropy(ref(input_ids=ids).logits[0].float(), labels,
-                                                       ignore_index=-100, reduction="sum")
-                total, count = total + ce.item(), count + int((labels != -100).sum())
-    assert losses(trainer)[0] == pytest.approx(total / count, abs=1e-5)
+    assert losses(trainer)[0] == pytest.approx(reference_token_mean(ckpt, packs), abs=1e-5)
 
 
 @pytest.mark.parametrize("arch_ckpt", NEW_ARCHS, indirect=True)

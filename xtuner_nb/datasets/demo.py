@@ -166,4 +166,4 @@ def identity_prompts() -> list[tuple[str, str]]:
     """(question, word the right answer contains): the held-out paraphrases, then general knowledge."""
     return [("May I know your name?", "Quill"), ("Who built you?", "xtuner_nb"),
             ("What kind of assistant are you?", "Quill"), ("What is the capital of France?", "Paris"),
-            ("What is the capital of Germany?", "Berlin"), ("How many legs does a spider have?", "eight")]
+            ("How many legs does a spider have?", "eight")]

@@ -201,6 +201,22 @@ class TransformerConfig(XConfig):
                             "Qwen2DenseConfig, LlamaDenseConfig) or model_config_from_hf(path)")
 
 
+class TinyShape(TransformerConfig):
+    """The tiny shape of tests and the CPU tutorials (about 1 M parameters with the demo tokenizer's 2048 vocab), mixed
+    into each architecture's tiny preset: `class LlamaDenseTinyConfig(TinyShape, LlamaDenseConfig)`. Token ids match
+    the tokenizer written by `xtuner_nb.model.make_tiny_checkpoint`; the attention shape is set per architecture."""
+
+    vocab_size: int = 2048
+    max_position_embeddings: int = 4096
+    bos_token_id: int | None = 0
+    eos_token_id: int = 2
+    num_hidden_layers: int = 4
+    hidden_size: int = 128
+    intermediate_size: int = 384
+    rope_theta: float = 10000.0
+    tie_word_embeddings: bool = True
+
+
 def mha(heads: int, kv: int = 8, head_dim: int = 128, **more: Any) -> Any:
     """A preset's attention default: `attention: MHAConfig = mha(16)`."""
     return Field(default_factory=lambda: MHAConfig(num_attention_heads=heads, num_key_value_heads=kv,

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .base import MHAConfig, TransformerConfig, mha as _mha
+from .base import MHAConfig, TinyShape, TransformerConfig, mha as _mha
 from .llama import LLAMA_PRESETS, LlamaDenseConfig
 from .qwen2 import QWEN2_PRESETS, Qwen2DenseConfig
 
@@ -101,19 +101,9 @@ class Qwen3Dense32BConfig(Qwen3DenseConfig):
     tie_word_embeddings: bool = False
 
 
-# Tiny shape for tests and the CPU tutorials (about 1 M parameters with the demo tokenizer's 2048 vocab).
-# Token ids match the tokenizer written by `xtuner_nb.model.make_tiny_checkpoint`.
-class Qwen3DenseTinyConfig(Qwen3DenseConfig):
-    vocab_size: int = 2048
-    max_position_embeddings: int = 4096
-    bos_token_id: int = 0
-    eos_token_id: int = 2
-    num_hidden_layers: int = 4
-    hidden_size: int = 128
-    intermediate_size: int = 384
-    rope_theta: float = 10000.0
+# Tiny shape for tests and the CPU tutorials (see base.TinyShape)
+class Qwen3DenseTinyConfig(TinyShape, Qwen3DenseConfig):
     attention: MHAConfig = _mha(4, kv=2, head_dim=32)
-    tie_word_embeddings: bool = True
 
 
 Qwen3_8BConfig = Qwen3Dense8BConfig  # the name used by XTuner's Trainer tutorial page

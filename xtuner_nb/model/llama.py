@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
-from .base import MHAConfig, TransformerConfig, mha
+from .base import MHAConfig, TinyShape, TransformerConfig, mha
 
 if TYPE_CHECKING:
     from transformers import PretrainedConfig
@@ -54,18 +54,9 @@ _LLAMA3_ROPE = {"rope_type": "llama3", "factor": 32.0, "low_freq_factor": 1.0, "
                 "original_max_position_embeddings": 8192}
 
 
-# Tiny Llama for tests and CPU tutorials; ids match the tokenizer of `make_tiny_checkpoint` (bos 0, eos 2)
-class LlamaDenseTinyConfig(LlamaDenseConfig):
-    vocab_size: int = 2048
-    max_position_embeddings: int = 4096
-    bos_token_id: int | None = 0
-    eos_token_id: int = 2
-    num_hidden_layers: int = 4
-    hidden_size: int = 128
-    intermediate_size: int = 384
-    rope_theta: float = 10000.0
+# Tiny Llama for tests and CPU tutorials (see base.TinyShape)
+class LlamaDenseTinyConfig(TinyShape, LlamaDenseConfig):
     attention: MHAConfig = mha(4, kv=2, head_dim=32, qk_norm=False)
-    tie_word_embeddings: bool = True
 
 
 # https://huggingface.co/HuggingFaceTB/SmolLM2-135M-Instruct/blob/main/config.json

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
-from .base import MHAConfig, TransformerConfig, mha
+from .base import MHAConfig, TinyShape, TransformerConfig, mha
 
 if TYPE_CHECKING:
     from transformers import PretrainedConfig
@@ -52,18 +52,9 @@ class Qwen2DenseConfig(TransformerConfig):
         super()._check_representable()
 
 
-# Tiny Qwen2 for tests and CPU tutorials; ids match the tokenizer of `make_tiny_checkpoint` (bos 0, eos 2)
-class Qwen2DenseTinyConfig(Qwen2DenseConfig):
-    vocab_size: int = 2048
-    max_position_embeddings: int = 4096
-    bos_token_id: int | None = 0
-    eos_token_id: int = 2
-    num_hidden_layers: int = 4
-    hidden_size: int = 128
-    intermediate_size: int = 384
-    rope_theta: float = 10000.0
+# Tiny Qwen2 for tests and CPU tutorials (see base.TinyShape)
+class Qwen2DenseTinyConfig(TinyShape, Qwen2DenseConfig):
     attention: MHAConfig = mha(4, kv=2, head_dim=32, qk_norm=False, qkv_bias=True)
-    tie_word_embeddings: bool = True
 
 
 # https://huggingface.co/Qwen/Qwen2.5-0.5B/blob/main/config.json

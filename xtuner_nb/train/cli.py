@@ -23,7 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("sft", help="supervised fine-tuning")
     s.add_argument("--config", type=Path, help="a .py file defining `trainer = TrainerConfig(...)` (no other flags)")
-    s.add_argument("--load-from", type=Path, help="local HF model folder (config.json + *.safetensors)")
+    s.add_argument("--load-from", type=Path, help="HF model folder (config.json + *.safetensors) or hub id org/name; "
+                                                   "Qwen3, Qwen2/Qwen2.5 or Llama")
     s.add_argument("--model-cfg", help="a preset name (qwen3-8B, qwen3-tiny, ...) or a .py file defining `model`; "
                                        "default: read from --load-from")
     s.add_argument("--tokenizer-path", type=Path, help="default: --load-from")
