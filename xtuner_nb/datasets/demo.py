@@ -163,7 +163,7 @@ def identity_data_path(split: str = "train") -> Path:
 
 
 def identity_prompts() -> list[tuple[str, str]]:
-    """(question, word the right answer contains): the held-out paraphrases, then general knowledge."""
+    """(question, what the right answer contains): the held-out paraphrases, then general knowledge."""
     return [("May I know your name?", "Quill"), ("Who built you?", "xtuner_nb"),
             ("What kind of assistant are you?", "Quill"), ("What is the capital of France?", "Paris"),
-            ("How many legs does a spider have?", "eight")]
+            ("How many legs does a spider have?", "has eight legs")]
