@@ -34,6 +34,7 @@ PAGES = {
     "checkpoints": "04_checkpoints",
     "multi_gpu": "05_multi_gpu",
     "lora": "06_lora",
+    "real_model": "07_real_model",
 }
 KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
 

@@ -1,24 +1,28 @@
-"""build_qwen3: transformers' Qwen3ForCausalLM, sizes of every preset on the meta device, seeded init, dtypes."""
+"""cfg.build(): transformers' own CausalLM per architecture, sizes of every preset on the meta device, seeded init,
+dtypes."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-from transformers import Qwen3ForCausalLM
+import transformers
 
 from .model_testlib import small_cfg
 from xtuner_nb.model import MODEL_PRESETS, MHAConfig, Qwen3DenseTinyConfig, build_qwen3
 
 # published sizes (model cards), in billions, at the precision they are published with
 PUBLISHED = {"qwen3-0.6B": (0.596, 3), "qwen3-1.7B": (1.72, 2), "qwen3-4B": (4.02, 2), "qwen3-8B": (8.19, 2),
-             "qwen3-14B": (14.77, 2), "qwen3-32B": (32.76, 2)}
+             "qwen3-14B": (14.77, 2), "qwen3-32B": (32.76, 2), "qwen2.5-0.5B": (0.49, 2), "qwen2.5-1.5B": (1.54, 2),
+             "qwen2.5-7B": (7.6, 1), "smollm2-135M": (0.1345, 4), "smollm2-360M": (0.362, 3),
+             "tinyllama-1.1B": (1.1, 1), "llama3.2-1B": (1.24, 2), "llama3.2-3B": (3.21, 2), "llama3.1-8B": (8.03, 2)}
 
 
 @pytest.mark.parametrize("name", sorted(MODEL_PRESETS))
 def test_meta_parameter_count_equals_num_params_and_published_size(name):
     cfg = MODEL_PRESETS[name]()
     model = cfg.build(device="meta")
-    assert isinstance(model, Qwen3ForCausalLM)
+    assert cfg.hf_model_class == f"{cfg.hf_config_class[:-6]}ForCausalLM"
+    assert type(model).__mro__[2] is getattr(transformers, cfg.hf_model_class)  # its packed-loss subclass
     assert all(p.is_meta for p in model.parameters())
     n = sum(p.numel() for p in model.parameters())  # tied lm_head is counted once
     assert n == cfg.num_params()

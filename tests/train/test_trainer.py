@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from tests.train.helpers import losses, small_config
+from tests.train.helpers import losses, reference_token_mean, small_config
 
 TRACKER_KEYS = {"step", "lr", "grad_norm", "loss/reduced_llm_loss", "loss/local_loss", "time/step_time",
                 "time/data_time", "time/eta_seconds", "runtime_info/text_tokens", "runtime_info/tgs",
@@ -44,8 +44,6 @@ def test_fit_layout_logs_history_and_hf_export(tiny_ckpt, tmp_path):
 
 def test_first_step_loss_equals_transformers_token_mean(tiny_ckpt, tmp_path):
     """Step-1 loss == token-mean CE of transformers' own Qwen3 run on each packed sample alone."""
-    from transformers import AutoModelForCausalLM
-
     from xtuner_nb.train import Trainer
 
     cfg = small_config(tiny_ckpt, tmp_path, total_step=1, global_batch_size=3)
@@ -53,19 +51,7 @@ def test_first_step_loss_equals_transformers_token_mean(tiny_ckpt, tmp_path):
     trainer.loader.set_epoch(1)
     packs = next(iter(trainer.loader))  # the exact packs step 1 will see
     trainer.fit()
-    ref = AutoModelForCausalLM.from_pretrained(tiny_ckpt, attn_implementation="sdpa", dtype=torch.float32).eval()
-    total, count = 0.0, 0
-    with torch.no_grad():
-        for p in packs:
-            cu = p["cu_seq_lens"].tolist()
-            for a, b in zip(cu[:-1], cu[1:]):
-                ids, labels = p["input_ids"][:, a:b], p["shifted_labels"][0, a:b]
-                if (labels != -100).sum() == 0:
-                    continue
-                logits = ref(input_ids=ids).logits[0].float()
-                ce = torch.nn.functional.cross_entropy(logits, labels, ignore_index=-100, reduction="sum")
-                total, count = total + ce.item(), count + int((labels != -100).sum())
-    assert losses(trainer)[0] == pytest.approx(total / count, abs=1e-5)
+    assert losses(trainer)[0] == pytest.approx(reference_token_mean(tiny_ckpt, packs), abs=1e-5)
 
 
 def _one_pack(packs: list[dict]) -> dict:

@@ -17,12 +17,12 @@ from .errors import DataFormatError
 from .tokenize_fn import (CachableTokenizeFunction, OpenaiTokenizeFunction, OpenaiTokenizeFunctionConfig,
                           PretrainTokenizeFunction, PretrainTokenizeFunctionConfig, tokenizer_hash)
 from .templates import CHAT_TEMPLATE_MAP, HybridChatTemplate
-from .demo import demo_data_path, demo_prompts, demo_texts
+from .demo import demo_data_path, demo_prompts, demo_texts, identity_data_path, identity_prompts
 from .preview import label_spans, tokenize_samples
 
 
 __all__ = ["DatasetConfig", "DataloaderConfig", "OpenaiTokenizeFunctionConfig", "PretrainTokenizeFunctionConfig",
            "OpenaiTokenizeFunction", "PretrainTokenizeFunction", "CachableTokenizeFunction", "DataFormatError",
            "CHAT_TEMPLATE_MAP", "HybridChatTemplate", "tokenizer_hash", "tokenize_samples", "label_spans",
-           "demo_data_path", "demo_prompts", "demo_texts", "PackedDataLoader", "LoaderStats", "DatasetStats",
-           "sft_llm_collator"]
+           "demo_data_path", "demo_prompts", "demo_texts", "identity_data_path", "identity_prompts",
+           "PackedDataLoader", "LoaderStats", "DatasetStats", "sft_llm_collator"]

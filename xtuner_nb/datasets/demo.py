@@ -149,3 +149,21 @@ def write_demo_files(folder: str | Path = DEMO_DIR) -> list[Path]:
                         encoding="utf-8")
         paths.append(path)
     return paths
+
+
+# ---- a new identity for a pretrained chat model ("Fine-tune a real model") --------------------------------------
+# Written for this project: 16 ways to ask who the assistant is, all answered as "Quill, trained with xtuner_nb", and
+# 6 general questions answered as the pretrained model already answers them (so training does not wear that off).
+# The eval split asks the same things in words the training never used (held-out paraphrases), plus general ones.
+def identity_data_path(split: str = "train") -> Path:
+    """Path of the bundled identity set (`split` = "train" or "eval")."""
+    if split not in ("train", "eval"):
+        raise ValueError(f"split must be 'train' or 'eval', got {split!r}")
+    return DEMO_DIR / f"identity_{split}.jsonl"
+
+
+def identity_prompts() -> list[tuple[str, str]]:
+    """(question, what the right answer contains): the held-out paraphrases, then general knowledge."""
+    return [("May I know your name?", "Quill"), ("Who built you?", "xtuner_nb"),
+            ("What kind of assistant are you?", "Quill"), ("What is the capital of France?", "Paris"),
+            ("How many legs does a spider have?", "has eight legs")]

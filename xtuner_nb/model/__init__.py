@@ -1,4 +1,5 @@
-"""Qwen3 dense models: XTuner-named configs, transformers' Qwen3 module, HF-format load/save, packed attention.
+"""Dense decoder models (Qwen3, Qwen2/Qwen2.5, Llama): XTuner-named configs, transformers' own modules, HF-format
+load/save, packed attention, and pretrained checkpoints (`model_config_from_hf`, `fetch_pretrained`).
 
 The configs import only pydantic; the functions below import torch/transformers on first use (PEP 562), so that
 config forms and `xtuner_nb.config` stay quick to import.
@@ -7,15 +8,22 @@ config forms and `xtuner_nb.config` stay quick to import.
 from importlib import import_module
 from typing import TYPE_CHECKING
 
-from .config import (MODEL_PRESETS, MHAConfig, Qwen3_8BConfig, Qwen3Dense0P6BConfig, Qwen3Dense1P7BConfig,
+from .base import DECODER_LINEAR_MODULES, MHAConfig, TransformerConfig
+from .config import (MODEL_PRESETS, MODEL_TYPES, Qwen3_8BConfig, Qwen3Dense0P6BConfig, Qwen3Dense1P7BConfig,
                      Qwen3Dense4BConfig, Qwen3Dense8BConfig, Qwen3Dense14BConfig, Qwen3Dense32BConfig,
-                     Qwen3DenseConfig, Qwen3DenseTinyConfig, get_model_config)
+                     Qwen3DenseConfig, Qwen3DenseTinyConfig, get_model_config, get_model_config_from_hf,
+                     model_config_from_hf)
+from .llama import (Llama3P1Dense8BConfig, Llama3P2Dense1BConfig, Llama3P2Dense3BConfig, LlamaDenseConfig,
+                    LlamaDenseTinyConfig, SmolLM2Dense135MConfig, SmolLM2Dense360MConfig, TinyLlamaDense1P1BConfig)
 from .lora import QWEN3_LINEAR_MODULES, LoRAConfig
+from .qwen2 import (Qwen2Dense0P5BConfig, Qwen2Dense1P5BConfig, Qwen2Dense7BConfig, Qwen2DenseConfig,
+                    Qwen2DenseTinyConfig)
 
 if TYPE_CHECKING:
     from .attention import VARLEN_IMPL, register_varlen_attention
     from .hf_load import LoadReport, load_hf_weights
     from .hf_save import save_hf
+    from .pretrained import fetch_pretrained, resolve_pretrained
     from .qwen3 import build_qwen3
     from .tiny import make_tiny_checkpoint
     from .tokenizer import make_tiny_tokenizer
@@ -24,11 +32,17 @@ _LAZY = {
     "build_qwen3": ".qwen3", "load_hf_weights": ".hf_load", "save_hf": ".hf_save", "LoadReport": ".hf_load",
     "make_tiny_checkpoint": ".tiny", "make_tiny_tokenizer": ".tokenizer",
     "VARLEN_IMPL": ".attention", "register_varlen_attention": ".attention",
+    "fetch_pretrained": ".pretrained", "resolve_pretrained": ".pretrained",
 }
 
-__all__ = ["MHAConfig", "Qwen3DenseConfig", "Qwen3Dense0P6BConfig", "Qwen3Dense1P7BConfig", "Qwen3Dense4BConfig",
-           "Qwen3Dense8BConfig", "Qwen3Dense14BConfig", "Qwen3Dense32BConfig", "Qwen3DenseTinyConfig",
-           "Qwen3_8BConfig", "MODEL_PRESETS", "get_model_config", "LoRAConfig", "QWEN3_LINEAR_MODULES", *_LAZY]
+__all__ = ["MHAConfig", "TransformerConfig", "Qwen3DenseConfig", "Qwen3Dense0P6BConfig", "Qwen3Dense1P7BConfig",
+           "Qwen3Dense4BConfig", "Qwen3Dense8BConfig", "Qwen3Dense14BConfig", "Qwen3Dense32BConfig",
+           "Qwen3DenseTinyConfig", "Qwen3_8BConfig", "Qwen2DenseConfig", "Qwen2DenseTinyConfig",
+           "Qwen2Dense0P5BConfig", "Qwen2Dense1P5BConfig", "Qwen2Dense7BConfig", "LlamaDenseConfig",
+           "LlamaDenseTinyConfig", "SmolLM2Dense135MConfig", "SmolLM2Dense360MConfig", "TinyLlamaDense1P1BConfig",
+           "Llama3P2Dense1BConfig", "Llama3P2Dense3BConfig", "Llama3P1Dense8BConfig", "MODEL_PRESETS", "MODEL_TYPES",
+           "get_model_config", "model_config_from_hf", "get_model_config_from_hf", "LoRAConfig",
+           "DECODER_LINEAR_MODULES", "QWEN3_LINEAR_MODULES", *_LAZY]
 
 
 def __getattr__(name: str):

@@ -42,7 +42,9 @@ def load_hf_weights(model: nn.Module, path: str | Path, strict: bool = True) -> 
     before `fully_shard` or after, but not on the meta device (use `model.to_empty(device=...)` first; RoPE buffers
     are recomputed here, since `to_empty` leaves them garbage).
     """
-    path = Path(path)
+    from .pretrained import resolve_pretrained
+
+    path = resolve_pretrained(path)
     key_to_file = _checkpoint_index(path)
     _retie(model)
     targets, aliases = named_tensors(model)

@@ -19,12 +19,12 @@ from .hf_load import INDEX_FILE, SINGLE_FILE, few, named_tensors, hf_name
 from .lora_merge import merged_model_weights
 
 if TYPE_CHECKING:
-    from .config import Qwen3DenseConfig
+    from .base import TransformerConfig
 
 TIED_KEY = "lm_head.weight"  # dropped on save when tied, as transformers does
 
 
-def save_hf(state_dict_or_model: nn.Module | Mapping[str, torch.Tensor], model_cfg: "Qwen3DenseConfig",
+def save_hf(state_dict_or_model: nn.Module | Mapping[str, torch.Tensor], model_cfg: "TransformerConfig",
             path: str | Path, tokenizer: Any = None, dtype: torch.dtype = torch.bfloat16,
             max_shard_size: int | str = "4GB") -> Path:
     """Write an HF folder that `AutoModelForCausalLM.from_pretrained(path)` loads; returns `path`.
@@ -35,8 +35,8 @@ def save_hf(state_dict_or_model: nn.Module | Mapping[str, torch.Tensor], model_c
     full_state_dict=True, cpu_offload=True))` and call `save_hf(that_dict, ...)` on rank 0 only.
     Weights are cast to `dtype` shard by shard (files of at most `max_shard_size`, "4GB" = 4e9 bytes, "4GiB" =
     4*2**30; sharded with `model.safetensors.index.json` when larger). `config.json` comes from
-    `model_cfg.hf_config`, `generation_config.json` holds bos/eos/pad (eos = [eos, bos] like Qwen3's own), the
-    tokenizer is saved with `save_pretrained`. Everything goes to a temporary sibling folder that is renamed onto
+    `model_cfg.hf_config`, `generation_config.json` holds bos/eos/pad (eos = [eos, bos] for Qwen, like Qwen3's own),
+    the tokenizer is saved with `save_pretrained`. Everything goes to a temporary sibling folder that is renamed onto
     `path` at the end, so a crash leaves either the old folder or the complete new one (an existing `path` is
     replaced).
     """
@@ -88,7 +88,7 @@ def _full_state_dict(obj: nn.Module | Mapping[str, torch.Tensor]) -> dict[str, t
     return out
 
 
-def _check_against_config(tensors: dict[str, torch.Tensor], model_cfg: "Qwen3DenseConfig") -> dict[str, torch.Tensor]:
+def _check_against_config(tensors: dict[str, torch.Tensor], model_cfg: "TransformerConfig") -> dict[str, torch.Tensor]:
     """Same names and shapes as the model `model_cfg` builds (checked on the meta device); drops the tied lm_head."""
     expected = {n: tuple(t.shape) for n, t in named_tensors(model_cfg.build(device="meta"))[0].items()}
     if model_cfg.tie_word_embeddings:
@@ -136,7 +136,7 @@ def _write_weights(tensors: dict[str, torch.Tensor], folder: Path, dtype: torch.
         (folder / INDEX_FILE).write_text(json.dumps(index, indent=2) + "\n")
 
 
-def _generation_config(model_cfg: "Qwen3DenseConfig", tokenizer: Any):
+def _generation_config(model_cfg: "TransformerConfig", tokenizer: Any):
     from transformers import GenerationConfig
 
     bos, eos = model_cfg.bos_token_id, model_cfg.eos_token_id
@@ -144,8 +144,8 @@ def _generation_config(model_cfg: "Qwen3DenseConfig", tokenizer: Any):
     if pad is None and tokenizer is not None:
         pad = getattr(tokenizer, "pad_token_id", None)
     if pad is None:
-        pad = bos
-    eos_ids = [eos] + ([bos] if bos != eos else [])
+        pad = bos if bos is not None else eos
+    eos_ids = [eos] + ([bos] if model_cfg.extra_eos_is_bos and bos is not None and bos != eos else [])
     return GenerationConfig(bos_token_id=bos, eos_token_id=eos_ids if len(eos_ids) > 1 else eos, pad_token_id=pad)
 
 

@@ -1,4 +1,4 @@
-"""`LoRAConfig`: low-rank adapters (peft's LoRA) on a Qwen3's linear layers; only the adapters train.
+"""`LoRAConfig`: low-rank adapters (peft's LoRA) on a decoder's linear layers; only the adapters train.
 
 XTuner v1 has no LoRA; the field names are peft's (`peft.LoraConfig`), so a config reads the same in both. This
 module imports only pydantic (it is a config, shown as a form); the Trainer applies it with
@@ -12,9 +12,10 @@ from typing import Any
 from pydantic import Field, field_validator
 
 from ..config.base import XConfig
+from .base import DECODER_LINEAR_MODULES
 
-# every linear layer of a Qwen3 decoder layer (attention, then MLP); lm_head and the embedding are left out
-QWEN3_LINEAR_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+# Qwen3, Qwen2 and Llama name the linear layers of a decoder layer alike (each config's `lora_target_modules`)
+QWEN3_LINEAR_MODULES = DECODER_LINEAR_MODULES
 
 
 class LoRAConfig(XConfig):

@@ -1,4 +1,5 @@
-"""A tiny random Qwen3 + its tokenizer in one HF folder: the "pretrained model" of tests and the CPU tutorials."""
+"""A tiny random model (Qwen3 by default, or any architecture's tiny config) + its tokenizer in one HF folder: the
+"pretrained model" of tests and the CPU tutorials."""
 
 from __future__ import annotations
 
@@ -8,18 +9,20 @@ from typing import Iterable
 
 import torch
 
-from .config import Qwen3DenseConfig, Qwen3DenseTinyConfig
+from .base import TransformerConfig
+from .config import Qwen3DenseTinyConfig
 from .hf_save import save_hf
 from .tokenizer import make_tiny_tokenizer
 
 
-def make_tiny_checkpoint(path: str | Path, model_cfg: Qwen3DenseConfig | None = None,
+def make_tiny_checkpoint(path: str | Path, model_cfg: TransformerConfig | None = None,
                          texts: Iterable[str] | None = None, seed: int = 0,
                          dtype: torch.dtype = torch.float32) -> Path:
-    """Write a random (seeded) Qwen3 and a freshly trained tiny tokenizer to `path`; returns `path`.
+    """Write a random (seeded) model of `model_cfg` (default `Qwen3DenseTinyConfig()`; `LlamaDenseTinyConfig()`,
+    `Qwen2DenseTinyConfig()` for the other architectures) and a freshly trained tiny tokenizer to `path`.
 
-    `AutoTokenizer.from_pretrained(path)` and `AutoModelForCausalLM.from_pretrained(path)` load it, and
-    `Qwen3DenseConfig.from_hf(path)` gives back `model_cfg`. The model's bos/eos ids must be the tokenizer's
+    Returns `path`. `AutoTokenizer.from_pretrained(path)` and `AutoModelForCausalLM.from_pretrained(path)` load it,
+    and `model_config_from_hf(path)` gives back `model_cfg`. The model's bos/eos ids must be the tokenizer's
     <|endoftext|>/<|im_end|> and its vocabulary must cover the tokenizer. Saved in fp32 by default (it is tiny, and
     tests compare logits exactly). The global torch RNG is left untouched.
     """
@@ -35,7 +38,7 @@ def make_tiny_checkpoint(path: str | Path, model_cfg: Qwen3DenseConfig | None = 
     return save_hf(model, model_cfg, path, tokenizer=tokenizer, dtype=dtype)
 
 
-def _check_tokenizer_fits(model_cfg: Qwen3DenseConfig, tokenizer) -> None:
+def _check_tokenizer_fits(model_cfg: TransformerConfig, tokenizer) -> None:
     if len(tokenizer) > model_cfg.vocab_size:
         raise ValueError(f"model_cfg.vocab_size={model_cfg.vocab_size} is smaller than the tokenizer "
                          f"({len(tokenizer)} tokens incl. specials); raise vocab_size to at least {len(tokenizer)}")

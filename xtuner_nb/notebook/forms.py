@@ -831,10 +831,10 @@ def _description(cls: type[XConfig], name: str) -> str:
 
 def _presets_for(cls: type[XConfig]) -> dict[str, type]:
     try:
-        from ..model.config import MODEL_PRESETS, Qwen3DenseConfig
+        from ..model.config import presets_for
     except ImportError:
         return {}
-    return dict(MODEL_PRESETS) if issubclass(cls, Qwen3DenseConfig) else {}
+    return presets_for(cls)
 
 
 def _imports_for(cfg: XConfig) -> str:

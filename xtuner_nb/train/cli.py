@@ -23,7 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("sft", help="supervised fine-tuning")
     s.add_argument("--config", type=Path, help="a .py file defining `trainer = TrainerConfig(...)` (no other flags)")
-    s.add_argument("--load-from", type=Path, help="local HF model folder (config.json + *.safetensors)")
+    s.add_argument("--load-from", type=Path, help="HF model folder (config.json + *.safetensors) or hub id org/name; "
+                                                   "Qwen3, Qwen2/Qwen2.5 or Llama")
     s.add_argument("--model-cfg", help="a preset name (qwen3-8B, qwen3-tiny, ...) or a .py file defining `model`; "
                                        "default: read from --load-from")
     s.add_argument("--tokenizer-path", type=Path, help="default: --load-from")
@@ -92,12 +93,12 @@ def config_from_args(args: argparse.Namespace) -> TrainerConfig:
 
 
 def _model_cfg(spec: str | None, load_from: Path | None):
-    from ..model import MODEL_PRESETS, Qwen3DenseConfig, get_model_config
+    from ..model import MODEL_PRESETS, get_model_config, model_config_from_hf
 
     if spec is None:
         if load_from is None:
             raise ValueError("give --load-from (the model config is read from it) or --model-cfg")
-        return Qwen3DenseConfig.from_hf(load_from)
+        return model_config_from_hf(load_from)
     if spec in MODEL_PRESETS:
         return get_model_config(spec)
     if spec.endswith(".py"):

@@ -10,7 +10,7 @@ from pydantic import Field, field_validator, model_validator
 from ..config import AdamWConfig, FSDPConfig, LRConfig, XConfig
 from ..datasets import DataloaderConfig
 from ..loss import CELossConfig
-from ..model import LoRAConfig, Qwen3DenseConfig
+from ..model import LoRAConfig, Qwen3DenseConfig, TransformerConfig
 
 
 class LoadCheckpointConfig(XConfig):
@@ -27,8 +27,11 @@ class EvalPrompt(XConfig):
 
 
 class TrainerConfig(XConfig):
-    model_cfg: Qwen3DenseConfig = Field(description="Model architecture, e.g. Qwen3Dense8BConfig().")
-    load_from: Path | None = Field(None, description="Local HF folder (config.json + *.safetensors); None = random init.")
+    model_cfg: TransformerConfig = Field(
+        description="Model architecture, e.g. Qwen3Dense8BConfig(); left out, it is read from load_from's "
+                    "config.json (model_config_from_hf: Qwen3, Qwen2 or Llama).")
+    load_from: Path | None = Field(None, description="HF folder (config.json + *.safetensors) or hub id 'org/name'; "
+                                                     "None = random init.")
     tokenizer_path: Path | None = Field(None, description="Tokenizer folder (usually = load_from); None = toy UTF-8 byte tokenizer.")
     dataset_cfg: list[dict[str, Any]] | None = Field(
         None, description="Deprecated (XTuner): list of {'dataset': DatasetConfig, 'tokenize_fn': ...}; "
@@ -88,6 +91,18 @@ class TrainerConfig(XConfig):
             return v
         return [{"prompt": p} if isinstance(p, str) else
                 {"prompt": p[0], "expected": p[1]} if isinstance(p, (list, tuple)) and len(p) == 2 else p for p in v]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _model_cfg_from_load_from(cls, data):
+        """No model_cfg: read it from load_from, as XTuner's `get_model_config_from_hf` does."""
+        if isinstance(data, dict) and data.get("model_cfg") is None and data.get("load_from") is not None:
+            from ..model import model_config_from_hf
+
+            data = {**data, "model_cfg": model_config_from_hf(data["load_from"])}
+        elif isinstance(data, dict) and isinstance(data.get("model_cfg"), dict):  # plain fields: Qwen3, as before
+            data = {**data, "model_cfg": Qwen3DenseConfig(**data["model_cfg"])}
+        return data
 
     @model_validator(mode="after")
     def _step_or_epoch(self):

@@ -4,7 +4,7 @@ The loss of the step is the token mean over *every* pack of *every* rank: each p
 step-wide denominator (the sum of loss weights, all-reduced), so summing the micro-step losses gives exactly the
 loss of one big batch -- independent of the number of ranks and of gradient accumulation ("global loss
 calibration"). `sample`/`square` reductions only change the per-token weights. The model computes each pack's
-loss in its own forward (`xtuner_nb.model.qwen3.Qwen3ForPackedCausalLM`).
+loss in its own forward (`xtuner_nb.model.packed`, e.g. `Qwen3ForPackedCausalLM`).
 """
 
 from __future__ import annotations

@@ -1,0 +1,36 @@
+"""transformers' CausalLM classes whose forward also returns the packed training loss (XTuner v1's models take a
+loss context the same way); `TransformerConfig.build()` builds these, so the Trainer never changes a class.
+
+The loss runs inside the root module's forward because under FSDP2 the lm_head weight is only gathered there.
+Without `shifted_labels` (generation, evaluation logits) the forward is transformers', unchanged.
+"""
+
+from __future__ import annotations
+
+from transformers import LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM
+
+
+class PackedLossMixin:
+    def forward(self, *args, shifted_labels=None, loss_weights=None, loss_denominator=None, loss_cfg=None, **kw):
+        if shifted_labels is None:
+            return super().forward(*args, **kw)
+        from ..loss import lm_loss
+
+        hidden = self.model(*args, **kw).last_hidden_state
+        return lm_loss(hidden, self.lm_head.weight, shifted_labels, loss_weights, loss_denominator, loss_cfg)
+
+
+class Qwen3ForPackedCausalLM(PackedLossMixin, Qwen3ForCausalLM):
+    """transformers' Qwen3ForCausalLM; given `shifted_labels` its forward returns the step-calibrated packed loss."""
+
+
+class Qwen2ForPackedCausalLM(PackedLossMixin, Qwen2ForCausalLM):
+    """transformers' Qwen2ForCausalLM; given `shifted_labels` its forward returns the step-calibrated packed loss."""
+
+
+class LlamaForPackedCausalLM(PackedLossMixin, LlamaForCausalLM):
+    """transformers' LlamaForCausalLM; given `shifted_labels` its forward returns the step-calibrated packed loss."""
+
+
+PACKED_CLASSES = {cls.__mro__[2].__name__: cls
+                  for cls in (Qwen3ForPackedCausalLM, Qwen2ForPackedCausalLM, LlamaForPackedCausalLM)}
