@@ -12,6 +12,10 @@ Conversion rules (MyST markdown subset used by the pages):
 - Admonitions (```{tip}, {note}, {warning}, {important}, {admonition} Title) become block quotes.
 - Links to sibling pages (`[x](trainer.md)`) point at the sibling notebook; `(label)=` targets and `%` comments go.
 - A python block inside an admonition is an error: a code cell cannot live inside a quote.
+
+Every notebook starts with one generated code cell (not on the page, `setup_check_source`): it checks that
+xtuner_nb is importable in the kernel, at the version the notebook was built with (`xtuner_nb.__version__`), and
+otherwise prints the one `%pip install` line to run. It installs nothing itself.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import nbformat
 
 ROOT = Path(__file__).resolve().parents[1]
 LANGS = ("en", "zh_cn")
-# page stem -> notebook stem, in reading order. Pages without a notebook (index, benchmarks) are not listed.
+# page stem -> notebook stem, in reading order.
 PAGES = {
     "quickstart": "01_quickstart",
     "trainer": "02_trainer",
@@ -36,6 +40,8 @@ PAGES = {
     "lora": "06_lora",
     "real_model": "07_real_model",
 }
+# Pages that are read, not run: no notebook. Every other page of docs/<lang>/ must be in PAGES (--check says so).
+REFERENCE_PAGES = ("index", "install", "benchmarks")
 KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
 
 _FENCE = re.compile(r"^(?P<indent> {0,3})(?P<fence>`{3,}|~{3,})\s*(?P<info>.*)$")
@@ -152,11 +158,40 @@ def _rewrite_links(line: str, lang: str) -> str:
     return re.sub(r"\]\(([^)\s]+)\)", repl, line)
 
 
+def package_version(root: Path = ROOT) -> str:
+    """`xtuner_nb.__version__`, read from the source (the generator does not import the package)."""
+    init = root / "xtuner_nb" / "__init__.py"
+    m = re.search(r'^__version__ = "([^"]+)"$', init.read_text(encoding="utf-8"), re.M)
+    if not m:
+        raise PageError(f"{init}: no `__version__ = \"...\"` line")
+    return m.group(1)
+
+
+def setup_check_source(version: str) -> str:
+    """The first cell of every notebook. English only: the code cells of en and zh_cn notebooks are identical."""
+    return f"""\
+# Setup check: is xtuner_nb {version} installed in this kernel? (It installs nothing itself.)
+NOTEBOOK_VERSION = "{version}"
+try:
+    import xtuner_nb
+    installed = xtuner_nb.__version__
+except ImportError:
+    installed = None
+if installed != NOTEBOOK_VERSION:
+    print(f"This notebook needs xtuner_nb {{NOTEBOOK_VERSION}}; this kernel has {{installed or 'none'}}.")
+    print("Run this line in a new cell, restart the kernel, then run this notebook again:")
+    print(f'%pip install "xtuner_nb[kernel]=={{NOTEBOOK_VERSION}}"')
+    raise SystemExit("xtuner_nb is missing or of another version: see the %pip line above")
+print(f"xtuner_nb {{installed}} from {{xtuner_nb.__file__}}")"""
+
+
 def build_notebook(page: Path) -> nbformat.NotebookNode:
     text = page.read_text(encoding="utf-8")
     rel = page.relative_to(ROOT).as_posix() if page.is_relative_to(ROOT) else str(page)
     nb = nbformat.v4.new_notebook()
     stem = PAGES[page.stem]
+    nb.cells.append(nbformat.v4.new_code_cell(setup_check_source(package_version()),
+                                              id=f"{stem.replace('_', '-')}-check"))
     for n, (kind, src) in enumerate(split_page(text, rel, page.parent.name)):
         make = nbformat.v4.new_code_cell if kind == "code" else nbformat.v4.new_markdown_cell
         nb.cells.append(make(src, id=f"{stem.replace('_', '-')}-{n:02d}"))
@@ -178,11 +213,20 @@ def targets(root: Path = ROOT) -> list[tuple[Path, Path]]:
             for lang in LANGS for page, nb in PAGES.items()]
 
 
+def unlisted_pages(root: Path = ROOT) -> list[Path]:
+    """Pages of docs/<lang>/ that the generator does not know: neither a notebook nor a reference page."""
+    return [page for lang in LANGS for page in sorted((root / "docs" / lang).glob("*.md"))
+            if page.stem not in PAGES and page.stem not in REFERENCE_PAGES]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--check", action="store_true", help="only report stale or missing notebooks (exit 1)")
     args = ap.parse_args(argv)
-    stale = []
+    stale, unlisted = [], unlisted_pages()
+    for page in unlisted:
+        print(f"{page.relative_to(ROOT)}: not in PAGES (gets a notebook) nor in REFERENCE_PAGES (read only) of "
+              f"tools/{Path(__file__).name}; add it to one", file=sys.stderr)
     for page, out in targets():
         if not page.exists():
             print(f"missing page: {page.relative_to(ROOT)}", file=sys.stderr)
@@ -200,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         print("stale notebooks (run `.venv/bin/python tools/build_notebooks.py`):\n  "
               + "\n  ".join(str(p.relative_to(ROOT)) for p in stale), file=sys.stderr)
         return 1
-    return 0
+    return 1 if unlisted else 0
 
 
 if __name__ == "__main__":

@@ -15,6 +15,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
+import xtuner_nb
+
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tools"))
 import build_notebooks  # noqa: E402
@@ -58,7 +60,34 @@ def test_notebook_code_cells_are_the_page_python_blocks(lang, page):
     nb = ROOT / "notebooks" / lang / f"{PAGES[page]}.ipynb"
     blocks = page_python_blocks(md)
     assert blocks, f"{md} has no python block"
-    assert code_cells(nb) == blocks, f"{nb.relative_to(ROOT)} does not hold the python blocks of {md.relative_to(ROOT)}"
+    check, *cells = code_cells(nb)  # the first cell is the generated setup check, not on the page
+    assert check == build_notebooks.setup_check_source(xtuner_nb.__version__)
+    assert cells == blocks, f"{nb.relative_to(ROOT)} does not hold the python blocks of {md.relative_to(ROOT)}"
+
+
+def _run_setup_check(tmp_path, fake_version: str | None) -> subprocess.CompletedProcess:
+    """The setup cell in a Python that has no xtuner_nb (-I -S: no site-packages, no PYTHONPATH), or a fake one."""
+    if fake_version is not None:
+        (tmp_path / "xtuner_nb").mkdir()
+        (tmp_path / "xtuner_nb" / "__init__.py").write_text(f"__version__ = {fake_version!r}\n")
+    source = build_notebooks.setup_check_source(xtuner_nb.__version__)
+    return subprocess.run([sys.executable, "-I", "-S", "-c", f"import sys; sys.path.insert(0, {str(tmp_path)!r})\n"
+                           + source], capture_output=True, text=True, cwd=tmp_path, timeout=60)
+
+
+@pytest.mark.parametrize("fake_version", [None, "0.0.1"])
+def test_setup_check_prints_the_pip_line_and_stops(tmp_path, fake_version):
+    out = _run_setup_check(tmp_path, fake_version)
+    assert out.returncode == 1 and "xtuner_nb is missing or of another version" in out.stderr
+    v = xtuner_nb.__version__
+    assert f"needs xtuner_nb {v}; this kernel has {fake_version or 'none'}." in out.stdout
+    assert out.stdout.splitlines()[-1] == f'%pip install "xtuner_nb[kernel]=={v}"'
+
+
+def test_setup_check_passes_with_the_matching_version(tmp_path):
+    out = _run_setup_check(tmp_path, xtuner_nb.__version__)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith(f"xtuner_nb {xtuner_nb.__version__} from {tmp_path}")
 
 
 @pytest.mark.parametrize("page", list(PAGES))
@@ -76,8 +105,11 @@ def test_committed_notebooks_are_up_to_date():
 
 
 def test_every_page_has_a_notebook_and_no_stray_notebooks():
-    no_notebook = {"index", "benchmarks"}
+    no_notebook = {"index", "install", "benchmarks"}  # reference pages
+    assert set(build_notebooks.REFERENCE_PAGES) == no_notebook
+    assert not build_notebooks.unlisted_pages()
     for lang in LANGS:
+        assert no_notebook <= {p.stem for p in (ROOT / "docs" / lang).glob("*.md")}, f"docs/{lang}: a page is missing"
         pages = {p.stem for p in (ROOT / "docs" / lang).glob("*.md")} - no_notebook
         assert pages == set(PAGES), f"docs/{lang}: pages without a notebook entry in tools/build_notebooks.py"
         nbs = {p.name for p in (ROOT / "notebooks" / lang).glob("*.ipynb")}
@@ -117,3 +149,13 @@ def test_build_tool_check_mode_passes():
     out = subprocess.run([sys.executable, str(ROOT / "tools" / "build_notebooks.py"), "--check"],
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
+
+
+def test_a_page_the_generator_does_not_know_is_reported(tmp_path):
+    for lang in LANGS:
+        (tmp_path / "docs" / lang).mkdir(parents=True)
+        for stem in [*PAGES, *build_notebooks.REFERENCE_PAGES]:
+            (tmp_path / "docs" / lang / f"{stem}.md").write_text("# page\n")
+    assert build_notebooks.unlisted_pages(tmp_path) == []
+    (tmp_path / "docs" / "zh_cn" / "new_topic.md").write_text("# new\n")
+    assert build_notebooks.unlisted_pages(tmp_path) == [tmp_path / "docs" / "zh_cn" / "new_topic.md"]

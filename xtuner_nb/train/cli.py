@@ -10,6 +10,7 @@ import runpy
 import sys
 from pathlib import Path
 
+from ..start_cli import add_commands as add_start_commands
 from .config import TrainerConfig
 
 DEFAULTS = dict(chat_template=None, tokenize_fn="openai", max_length=4096, pack_max_length=4096, lr=6e-5,
@@ -21,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="xtuner-nb", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
+    add_start_commands(sub)  # `notebooks`, `env` (xtuner_nb/start_cli.py)
     s = sub.add_parser("sft", help="supervised fine-tuning")
     s.add_argument("--config", type=Path, help="a .py file defining `trainer = TrainerConfig(...)` (no other flags)")
     s.add_argument("--load-from", type=Path, help="HF model folder (config.json + *.safetensors) or hub id org/name; "
@@ -108,6 +110,8 @@ def _model_cfg(spec: str | None, load_from: Path | None):
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if hasattr(args, "run"):  # a command from start_cli
+        return args.run(args)
     try:
         cfg = config_from_args(args)
     except ValueError as exc:
