@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 TORCH_SPEC ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo torch || echo torch==2.13.0)
 EXTRAS ?= all
 
-.PHONY: setup demo test lab docs bench clean
+.PHONY: setup demo test lab docs bench dist clean
 
 setup: $(STAMP)
 
@@ -35,5 +35,9 @@ docs: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/throughput.py
 
+# The wheel and the sdist (with the tutorials inside) in dist/: what `%pip install` takes in another kernel.
+dist: $(STAMP)
+	$(PY) -m build --outdir dist .
+
 clean:
-	rm -rf build docs/_build work_dir
+	rm -rf build dist docs/_build work_dir

@@ -1,0 +1,79 @@
+"""`xtuner_nb.env_report()` / `xtuner-nb env` on this machine (CPU), with real checkpoint folders, good and broken."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+import torch
+
+import xtuner_nb
+from xtuner_nb.env import EnvReport, attention_backend, training_dtype
+
+
+def by_name(report: EnvReport) -> dict:
+    return {c.name: c for c in report.checks}
+
+
+def test_report_on_this_cpu_machine():
+    report = xtuner_nb.env_report()
+    checks = by_name(report)
+    assert list(checks) == ["python", "xtuner_nb", "torch", "transformers", "gpu", "memory", "precision",
+                            "attention", "widgets", "checkpoint"]
+    assert checks["torch"].value.startswith(torch.__version__)
+    assert checks["xtuner_nb"].value.startswith(xtuner_nb.__version__)
+    if not torch.cuda.is_available():
+        assert checks["gpu"].value.startswith("none") and not checks["gpu"].problem
+        assert checks["precision"].value.startswith("float32")
+        assert checks["attention"].value.startswith("loop: ")
+    # the report asks the parts that decide, so it follows their choices
+    device = torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu")
+    assert checks["precision"].value.startswith(str(training_dtype(device)).removeprefix("torch."))
+    assert checks["attention"].value.startswith(attention_backend(device, training_dtype(device)))
+    text = str(report)
+    assert len(text.splitlines()) <= 1 + 2 * len(report.checks)  # one screen: a line per check, a fix per problem
+    assert repr(report) == text
+
+
+def test_a_forced_attention_backend_is_named(monkeypatch):
+    monkeypatch.setenv("XTUNER_NB_VARLEN_BACKEND", "loop")
+    assert by_name(xtuner_nb.env_report())["attention"].value == "loop: forced by XTUNER_NB_VARLEN_BACKEND=loop"
+
+
+def test_a_readable_checkpoint(tiny_ckpt):
+    check = by_name(xtuner_nb.env_report(tiny_ckpt))["checkpoint"]
+    assert not check.problem, check
+    assert f"{tiny_ckpt}: qwen3, 1 safetensors file(s)" in check.value and "tokenizer" in check.value
+
+
+def test_broken_checkpoints_each_get_a_fix(tiny_ckpt, tmp_path):
+    cases = {}
+    cases["not found"] = tmp_path / "missing"
+    no_weights = tmp_path / "no_weights"
+    shutil.copytree(tiny_ckpt, no_weights)
+    for f in no_weights.glob("*.safetensors"):
+        f.unlink()
+    cases["no *.safetensors files"] = no_weights
+    truncated = tmp_path / "truncated"
+    shutil.copytree(tiny_ckpt, truncated)
+    shard = next(truncated.glob("*.safetensors"))
+    shard.write_bytes(shard.read_bytes()[:100])
+    cases["cannot read it"] = truncated
+    no_config = tmp_path / "no_config"
+    shutil.copytree(tiny_ckpt, no_config)
+    (no_config / "config.json").unlink()
+    cases["no config.json"] = no_config
+    for what, path in cases.items():
+        report = xtuner_nb.env_report(path)
+        check = by_name(report)["checkpoint"]
+        assert check.problem and check.fix and what in check.value, (what, check)
+        assert check in report.problems
+        assert f"✗ checkpoint   {path}: {what}" in str(report) and f"  fix: {check.fix}" in str(report)
+
+
+def test_cli_env_exits_1_on_a_problem(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "xtuner_nb.train.cli", "env", "--checkpoint", str(tmp_path / "nope")],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1, out.stderr
+    assert out.stdout.startswith("xtuner_nb environment: 1 problem\n") and "✗ checkpoint" in out.stdout
