@@ -7,7 +7,7 @@ kernel; `env` prints `xtuner_nb.env_report()`. The `xtuner-nb` entry point (trai
 from __future__ import annotations
 
 import argparse
-import shutil
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -35,10 +35,10 @@ def run_notebooks(args: argparse.Namespace) -> int:
         print(f"  kept your edited {path} (--force replaces it)")
     first = nb_dir / "01_quickstart.ipynb"
     print(f"\nOpen {first.name} first, in a kernel running this Python ({sys.executable}):")
-    if shutil.which("jupyter"):
-        print(f"  JupyterLab:  jupyter lab {first}")
+    if importlib.util.find_spec("jupyterlab") is not None:
+        print(f"  JupyterLab:  {sys.executable} -m jupyterlab {first}")
     else:
-        print("  JupyterLab:  not installed here (pip install jupyterlab), or open the folder in any Jupyter")
+        print("  JupyterLab:  not installed in this Python (pip install jupyterlab), or open the folder in any Jupyter")
     print(f"  VS Code:     code {copied.dest}, open {first.relative_to(copied.dest)}, "
           f"Select Kernel -> {sys.executable}")
     print("  Colab, Kaggle, JupyterHub: upload or open the .ipynb there; its first cell checks that xtuner_nb is "
