@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import shutil
 import sys
 from dataclasses import dataclass
@@ -125,18 +126,23 @@ def _device_checks(torch, device) -> list[Check]:
              f"fp16 {'yes' if (major, minor) >= (5, 3) else 'no'}")
     gpu = Check("gpu", value)
     arch, archs = f"sm_{major}{minor}", torch.cuda.get_arch_list()
-    ptx_ok = any(a.startswith("compute_") and int(a[8:]) <= major * 10 + minor for a in archs)
+    # portable PTX of an older architecture ("compute_80"; not "compute_90a") is compiled for this GPU on load
+    ptx = [int(m.group(1)) for m in (re.fullmatch(r"compute_(\d+)", a) for a in archs) if m]
+    ptx_ok = any(v <= major * 10 + minor for v in ptx)
     if arch not in archs and not ptx_ok:
         gpu = Check("gpu", value + f"; this torch has no kernels for {arch} ({' '.join(archs)})", True,
                     "install a torch build that supports this GPU (pytorch.org/get-started/previous-versions) or "
                     "pick another GPU")
     free, total = torch.cuda.mem_get_info(0)
     held = torch.cuda.memory_reserved(0)
-    busy = free < 0.8 * total
+    elsewhere = total - free - held
+    fix = None
+    if free < 0.8 * total:
+        fix = (f"this kernel holds {held / _GIB:.1f} GiB: restart it (Kernel > Restart) to free it" if held >= elsewhere
+               else f"other processes hold {elsewhere / _GIB:.1f} GiB (nvidia-smi lists them; an idle notebook "
+                    "kernel? shut it down)")
     mem = Check("memory", f"{free / _GIB:.1f} GiB free of {total / _GIB:.1f} GiB on GPU 0"
-                          f" ({held / _GIB:.1f} GiB held by this kernel)", busy,
-                "memory is taken by this kernel (restart it) or by another process (nvidia-smi lists them)"
-                if busy else None)
+                          f" ({held / _GIB:.1f} GiB held by this kernel)", fix is not None, fix)
     return [gpu, mem]
 
 
