@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 
 import torch
 
 import xtuner_nb
 from xtuner_nb.env import EnvReport, attention_backend, training_dtype
+from xtuner_nb.train.cli import main
 
 
 def by_name(report: EnvReport) -> dict:
@@ -72,8 +71,7 @@ def test_broken_checkpoints_each_get_a_fix(tiny_ckpt, tmp_path):
         assert f"✗ checkpoint   {path}: {what}" in str(report) and f"  fix: {check.fix}" in str(report)
 
 
-def test_cli_env_exits_1_on_a_problem(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "xtuner_nb.train.cli", "env", "--checkpoint", str(tmp_path / "nope")],
-                         capture_output=True, text=True, timeout=120)
-    assert out.returncode == 1, out.stderr
-    assert out.stdout.startswith("xtuner_nb environment: 1 problem\n") and "✗ checkpoint" in out.stdout
+def test_cli_env_exits_1_on_a_problem(tmp_path, capsys):
+    assert main(["env", "--checkpoint", str(tmp_path / "nope")]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith("xtuner_nb environment: 1 problem\n") and "✗ checkpoint" in out
