@@ -53,7 +53,10 @@ class Lab:
     log: Path
 
     def url(self, notebook: str) -> str:
-        return f"{self.base}/lab/tree/{notebook}?token={TOKEN}"
+        """The notebook in a workspace of its own, reset: only this notebook is open, whatever another test of
+        the session opened on the same server (page locators such as `.jp-Cell` see this notebook alone)."""
+        workspace = Path(notebook).stem.replace("_", "-")
+        return f"{self.base}/lab/workspaces/{workspace}/tree/{notebook}?token={TOKEN}&reset"
 
 
 def _free_port() -> int:

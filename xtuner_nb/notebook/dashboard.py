@@ -1,6 +1,7 @@
 """The live training dashboard: curves, a progress line and a Stop button, updated in place in the running cell.
 
-`xtuner_nb` attaches it to every `fit()` that runs inside a Jupyter kernel (`auto_dashboard`). It only observes
+A Trainer built inside a Jupyter kernel adds it to every `fit()` by default (the `dashboard` entry point,
+`notebook/hooks.py` -> `auto_dashboard`; `TrainerConfig(default_hooks=[])` turns it off). It only observes
 the Trainer through the hook events of `xtuner_nb.train.events` and asks for a stop through `Control`.
 
 Rendering follows what survives JupyterLab, VS Code, Colab, nbmake and GitHub (anchors §5): a PNG and an HTML line

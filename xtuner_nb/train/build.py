@@ -132,14 +132,19 @@ def build_optimizer(cfg: TrainerConfig, model: nn.Module, total_step: int):
     return optimizer, cfg.lr_cfg.build(optimizer, total_step)
 
 
-def warn_if_memory_is_held(logger: logging.Logger, dist: DistInfo) -> None:
+def warn_if_memory_is_held(cfg: TrainerConfig, dist: DistInfo, logger: logging.Logger) -> None:
     """A new Trainer never frees an earlier one (two runs may be compared in one kernel). When this process already
-    holds GPU memory, say how to free it, so a following out-of-memory error is not a mystery."""
-    if dist.device.type != "cuda":
+    holds GPU memory and the new run's weights, gradients and AdamW states would not fit in what is left, say how
+    to free it, so the out-of-memory error that follows is not a mystery."""
+    if dist.device.type != "cuda" or torch.cuda.memory_allocated(dist.device) == 0:
         return
-    held = torch.cuda.memory_allocated(dist.device) / 2**30
-    if held >= 0.5:
-        free, total = (x / 2**30 for x in torch.cuda.mem_get_info(dist.device))
-        logger.warning(f"this process already holds {held:.1f} GiB of GPU memory ({free:.1f} of {total:.1f} GiB "
-                       "free), e.g. an earlier Trainer in this kernel. If this run does not fit, free it with "
-                       "`old_trainer.close()` (or `del old_trainer`) before building this one.")
+    n_params = sum(p.numel() for p in cfg.model_cfg.build(device="meta").parameters()) / dist.world_size
+    # full fine-tuning: fp32 weights + grads + two AdamW moments; LoRA: the frozen base in 16 bits
+    need = n_params * (16 if cfg.lora_cfg is None else 2) / 2**30
+    free, total = (x / 2**30 for x in torch.cuda.mem_get_info(dist.device))
+    if need > free:
+        held = torch.cuda.memory_allocated(dist.device) / 2**30
+        logger.warning(f"this run needs about {need:.1f} GiB for weights, gradients and optimizer states, but only "
+                       f"{free:.1f} of {total:.1f} GiB are free: this process already holds {held:.1f} GiB, e.g. "
+                       "an earlier Trainer in this kernel. Free it with `old_trainer.close()` before building this "
+                       "one (a new Trainer never frees another by itself).")

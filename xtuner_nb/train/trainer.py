@@ -43,7 +43,7 @@ class Trainer:
         self.work_dir, self.exp_dir, self.log_dir = checkpointing.open_experiment(cfg, self.dist)
         self.logger = setup_logging(self.log_dir, self.dist.rank)
         self.logger.info(f"exp_dir: {self.exp_dir}  device: {self.dist.device}  {describe_node(self.dist)}")
-        build.warn_if_memory_is_held(self.logger, self.dist)
+        build.warn_if_memory_is_held(cfg, self.dist, self.logger)
         self.tokenizer = build.build_tokenizer(cfg, self.logger)
         data = build.build_data(cfg, self.dist, self.tokenizer, self.logger)
         self.loader, self.total_step = data.loader, data.total_step
