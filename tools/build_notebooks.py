@@ -41,7 +41,7 @@ PAGES = {
     "real_model": "07_real_model",
 }
 # Pages that are read, not run: no notebook. Every other page of docs/<lang>/ must be in PAGES (--check says so).
-REFERENCE_PAGES = ("index", "install", "benchmarks")
+REFERENCE_PAGES = ("index", "install", "benchmarks", "xtuner_compat")
 KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
 
 _FENCE = re.compile(r"^(?P<indent> {0,3})(?P<fence>`{3,}|~{3,})\s*(?P<info>.*)$")

@@ -14,5 +14,6 @@ def test_sphinx_builds_without_warnings(tmp_path):
                           str(ROOT / "docs"), str(tmp_path / "html")], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-4000:]
     for lang in ("en", "zh_cn"):
-        for page in ("install", "quickstart", "trainer", "dataset", "checkpoints", "multi_gpu", "lora", "benchmarks"):
+        for page in ("install", "quickstart", "trainer", "dataset", "checkpoints", "multi_gpu", "lora", "benchmarks",
+                     "xtuner_compat"):
             assert (tmp_path / "html" / lang / f"{page}.html").exists(), f"{lang}/{page} not built"

@@ -8,7 +8,7 @@ import torch
 import transformers
 
 from .model_testlib import small_cfg
-from xtuner_nb.model import MODEL_PRESETS, MHAConfig, Qwen3DenseTinyConfig, build_qwen3
+from xtuner_nb.model import HF_CONFIG_JSON_DIFFS, MODEL_PRESETS, MHAConfig, Qwen3DenseTinyConfig, build_qwen3
 
 # published sizes (model cards), in billions, at the precision they are published with
 PUBLISHED = {"qwen3-0.6B": (0.596, 3), "qwen3-1.7B": (1.72, 2), "qwen3-4B": (4.02, 2), "qwen3-8B": (8.19, 2),
@@ -26,6 +26,8 @@ def test_meta_parameter_count_equals_num_params_and_published_size(name):
     assert all(p.is_meta for p in model.parameters())
     n = sum(p.numel() for p in model.parameters())  # tied lm_head is counted once
     assert n == cfg.num_params()
+    hf_diffs = {k: v for k, v in HF_CONFIG_JSON_DIFFS.get(name, {}).items() if "." not in k}
+    n = MODEL_PRESETS[name](**hf_diffs).num_params()  # the published size is that of the HF config.json
     if name in PUBLISHED:
         size, digits = PUBLISHED[name]
         assert round(n / 1e9, digits) == size

@@ -30,7 +30,8 @@ def test_setting_widgets_changes_value_and_code_preview():
     assert "Qwen3Dense8BConfig(num_hidden_layers=16)" in form.preview.value  # the visible <pre>
     form.field("attention.head_dim").input.value = 64  # nested sub-form
     assert form.value.attention.head_dim == 64
-    assert "attention=MHAConfig(head_dim=64)" in form.code
+    # sliding_window=1024 is XTuner's 8B preset value (unused: Qwen3 dense never turns sliding windows on)
+    assert "attention=MHAConfig(head_dim=64, sliding_window=1024)" in form.code
 
 
 def test_widget_kinds_follow_field_types():

@@ -22,9 +22,9 @@ def test_qwen3_8b_flops_per_token_by_hand():
 
 
 def test_tied_lm_head_still_costs_its_matmul():
-    # Qwen3-0.6B (tied): 28 layers x 15_730_944 + 1024 = 440_467_456 non-embedding, lm_head 151936 * 1024.
-    cfg = Qwen3Dense0P6BConfig()
-    assert cfg.tie_word_embeddings
+    # Qwen3-0.6B (tied in its HF config.json; XTuner's preset unties it): 28 layers x 15_730_944 + 1024 =
+    # 440_467_456 non-embedding, lm_head 151936 * 1024.
+    cfg = Qwen3Dense0P6BConfig(tie_word_embeddings=True)
     # 6 * (440_467_456 + 155_582_464) + 12 * 28 * 2048 * 1000
     assert flops_per_token(cfg, 1000) == 3_576_299_520 + 688_128_000 == 4_264_427_520
 

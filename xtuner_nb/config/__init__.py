@@ -2,6 +2,6 @@
 
 from .base import XConfig
 from .fsdp import FSDPConfig
-from .optim import AdamWConfig, LRConfig
+from .optim import AdamWConfig, LRConfig, MuonConfig, OptimConfig
 
-__all__ = ["XConfig", "AdamWConfig", "LRConfig", "FSDPConfig"]
+__all__ = ["XConfig", "OptimConfig", "AdamWConfig", "MuonConfig", "LRConfig", "FSDPConfig"]

@@ -13,14 +13,39 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 TYPE_KEY = "__type__"  # records the class so that a preset or subclass comes back as itself
+REFUSED_KEY = "xtuner_refused"  # json_schema_extra key of a field that only takes XTuner's default here
+
+
+def refused_unless_default(default: Any, why: str, *, also: tuple = (), **kw: Any) -> Any:
+    """A field XTuner has and this project does not implement: its default (and the values in `also`) are
+    accepted, so a config XTuner dumps loads; any other value fails with `why` (which says what to use instead).
+    The compatibility page (docs/*/xtuner_compat.md) lists these fields from this marker."""
+    extra = {REFUSED_KEY: why}
+    if "default_factory" in kw:
+        return Field(json_schema_extra=extra, description=f"Accepted for XTuner compatibility; {why}", **kw)
+    extra["also"] = list(also)
+    return Field(default, json_schema_extra=extra, description=f"Accepted for XTuner compatibility; {why}", **kw)
 
 
 class XConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, arbitrary_types_allowed=True,
                               protected_namespaces=())
+
+    @model_validator(mode="after")
+    def _refuse_unimplemented(self):
+        for name, info in type(self).model_fields.items():
+            extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+            if REFUSED_KEY not in extra:
+                continue
+            value = getattr(self, name)
+            default = info.get_default(call_default_factory=True)
+            if _dump(value, False) != _dump(default, False) and value not in extra.get("also", ()):
+                raise ValueError(f"{type(self).__name__}.{name}={value!r} is not supported by xtuner_nb: "
+                                 f"{extra[REFUSED_KEY]}")
+        return self
 
     # ---- serialisation ---------------------------------------------------------------------------------------
     def to_dict(self, with_type: bool = True) -> dict[str, Any]:

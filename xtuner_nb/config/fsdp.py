@@ -1,28 +1,42 @@
-"""Parallelism and precision config: fields of XTuner's FSDPConfig, names and defaults as XTuner's."""
+"""Parallelism and precision config: XTuner's FSDPConfig, every field with XTuner's default.
+
+Fields that need tensor/expert parallelism or model parts this project has not (vision towers, MTP layers) take
+only their default value here and say why otherwise.
+"""
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_serializer, field_validator
 
-from .base import XConfig
+from .base import XConfig, refused_unless_default
 
 DType = Literal["bfloat16", "float16", "float32"]
 
 
 class FSDPConfig(XConfig):
-    tp_size: int = Field(1, ge=1, le=1, description="Tensor parallel degree (dense models: 1 only, as XTuner).")
-    ep_size: int = Field(1, ge=1, le=1, description="Expert parallel degree (MoE only; 1 here).")
+    tp_size: int = refused_unless_default(
+        1, "tensor parallelism is not implemented (XTuner supports it for MoE models only); use FSDP over more "
+           "GPUs (torchrun), fsdp_cfg.cpu_offload=True or LoRA to fit a larger model")
+    ep_size: int = refused_unless_default(1, "expert parallelism is for MoE models; this project trains dense Qwen3")
     reshard_after_forward: bool = Field(True, description="FSDP2: free gathered params after forward (less memory, more comms).")
     recompute_ratio: float = Field(1.0, ge=0, le=1, description="Fraction of decoder layers with activation checkpointing.")
+    vision_recompute_ratio: float = refused_unless_default(1.0, "there is no vision tower (text-only models)")
     checkpoint_preserve_rng_state: bool = Field(True, description="Replay dropout RNG exactly in recomputed layers.")
+    mtp_checkpoint_use_reentrant: bool = refused_unless_default(
+        True, "there are no multi-token-prediction (MTP) layers in Qwen3 dense")
     cpu_offload: bool = Field(False, description="FSDP2 CPUOffloadPolicy: params, grads and optimizer state live on CPU.")
     param_dtype: DType = Field("bfloat16", description="Compute dtype of params on GPU (master weights stay fp32).")
     reduce_dtype: DType = Field("bfloat16", description="Dtype of gradient reduce-scatter.")
     fp32_lm_head: bool = Field(False, description="Keep the lm_head matmul in fp32.")
-    torch_compile: bool = Field(False, description="torch.compile each decoder layer (XTuner's default is on; off here "
-                                                   "because compile time dominates short notebook runs).")
+    torch_compile: bool = Field(True, description="XTuner's switch for torch.compile of its kernels. Accepted and not "
+                                                  "applied: transformers' Qwen3 layers run eagerly here (compile time "
+                                                  "dominates short notebook runs).")
+    mesh_prefix: str = Field("default", description="XTuner's name prefix of its device meshes; no effect (one "
+                                                    "data-parallel mesh here).")
+    requires_grad: bool = refused_unless_default(
+        True, "a frozen model (XTuner's RL reference model) is not trained here; use lora_cfg to train a subset")
     hsdp_sharding_size: int | None = Field(
         None, ge=1, description="HSDP (hybrid sharding): shard over groups of this many ranks (usually the GPUs of "
                                 "one node) and replicate across the groups; world size must be a multiple. "
@@ -31,5 +45,10 @@ class FSDPConfig(XConfig):
     @field_validator("param_dtype", "reduce_dtype", mode="before")
     @classmethod
     def _accept_torch_dtype(cls, v: Any):
-        # XTuner passes torch.bfloat16; keep the config serialisable by storing the name.
-        return str(v).removeprefix("torch.") if not isinstance(v, str) else v
+        # XTuner passes torch.bfloat16 and dumps "torch.bfloat16"; store the plain name so the config stays JSON.
+        name = str(v).removeprefix("torch.")
+        return {"half": "float16", "float": "float32", "bf16": "bfloat16"}.get(name, name)
+
+    @field_serializer("param_dtype", "reduce_dtype")
+    def _as_name(self, v: str) -> str:
+        return v

@@ -7,21 +7,29 @@ from typing import TYPE_CHECKING, Iterable, Literal
 
 from pydantic import Field, field_validator
 
-from .base import XConfig
+from .base import XConfig, refused_unless_default
 
 if TYPE_CHECKING:  # torch stays out of the config import path
     import torch
 
 
-class AdamWConfig(XConfig):
+class OptimConfig(XConfig):
+    """XTuner's optimizer base: the fields every optimizer config has."""
+
     lr: float = Field(1e-5, gt=0, description="Peak learning rate.")
-    weight_decay: float = Field(0.01, ge=0, description="Decoupled weight decay (applied to every parameter, as XTuner).")
-    betas: tuple[float, float] = Field((0.9, 0.95), description="Adam (beta1, beta2).")
-    eps: float = Field(1e-8, gt=0, description="Adam epsilon.")
     max_grad_norm: float = Field(1.0, gt=0, description="Clip the global gradient L2 norm to this value.")
     skip_grad_norm_threshold: float | None = Field(
         None, description="Skip the update when the grad norm exceeds this (None: never skip, except NaN/Inf).")
+
+
+class AdamWConfig(OptimConfig):
+    weight_decay: float = Field(0.01, ge=0, description="Decoupled weight decay (applied to every parameter, as XTuner).")
+    betas: tuple[float, float] = Field((0.9, 0.95), description="Adam (beta1, beta2).")
+    eps: float = Field(1e-8, gt=0, description="Adam epsilon.")
     foreach: bool | None = Field(None, description="torch foreach kernels (None: torch decides).")
+    swap_optimizer: bool | None = refused_unless_default(
+        False, "XTuner's SwapAdamW (optimizer states swapped to host memory) is not implemented; use "
+               "fsdp_cfg.cpu_offload=True (FSDP2 keeps params, grads and AdamW states on the CPU)", also=(None,))
 
     @field_validator("betas")
     @classmethod
@@ -35,6 +43,22 @@ class AdamWConfig(XConfig):
 
         return torch.optim.AdamW(params, lr=self.lr, betas=self.betas, eps=self.eps,
                                  weight_decay=self.weight_decay, foreach=self.foreach)
+
+
+class MuonConfig(OptimConfig):
+    """XTuner's Muon config: every field is accepted, so XTuner configs load; the Trainer refuses to build it."""
+
+    weight_decay: float = Field(0.1, ge=0, description="Decoupled weight decay.")
+    momentum: float = Field(0.95, description="Muon momentum.")
+    betas: tuple[float, float] = Field((0.9, 0.95), description="AdamW betas for the non-matrix parameters.")
+    eps: float = Field(1e-8, gt=0, description="Epsilon.")
+    adjust_lr: Literal["rms_norm", "spectral_norm", "none"] = Field("rms_norm", description="Muon lr adjustment.")
+    enable_all2all: bool = Field(True, description="XTuner's all-to-all communication strategy.")
+
+    def build(self, params):
+        raise NotImplementedError(
+            "MuonConfig is not supported by xtuner_nb: XTuner's Muon (a distributed Newton-Schulz optimizer for "
+            "matrices, AdamW for the rest) is not implemented; use AdamWConfig")
 
 
 class LRConfig(XConfig):

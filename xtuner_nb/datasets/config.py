@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from ..config.base import XConfig
+from ..config.base import XConfig, refused_unless_default
 
 if TYPE_CHECKING:
     from .dataloader import PackedDataLoader
@@ -33,14 +33,15 @@ class DatasetConfig(XConfig):
     cache_tag: str | None = Field(None, description="With cache_dir: trust a previous run with this tag for the "
                                                     "same file path and skip hashing the file's content.")
     name: str = Field("default", description="Dataset name shown in statistics.")
-    class_name: Literal["JsonlDataset"] = Field("JsonlDataset", description="Dataset class (text-only: JsonlDataset).")
+    class_name: str = refused_unless_default(
+        "JsonlDataset", "only text datasets (JsonlDataset) are supported; XTuner's VLMJsonlDataset is multimodal")
     sample_ratio: float = Field(1.0, ge=0, description="Use each sample floor(r) times plus a random fraction "
                                                        "(r=0.5: half of the samples, r=2: every sample twice).")
     enable_sequential_sampler: bool = Field(False, description="With a fractional sample_ratio take the first "
                                                                "samples instead of a random subset.")
     enable_mmap_shared: bool = Field(False, description="Accepted for XTuner compatibility; no effect here "
                                                         "(token arrays are loaded in-process).")
-    media_root: str = Field("", description="Accepted for XTuner compatibility (multimodal only); no effect.")
+    media_root: str | None = Field("", description="Accepted for XTuner compatibility (multimodal only); no effect.")
     disable_filter: bool = Field(False, description="Accepted for XTuner compatibility. Empty samples carry no "
                                                     "tokens and are always dropped (and counted).")
     skip_bad_lines: bool = Field(False, description="Skip lines that cannot be used (bad JSON, unknown role, ...) "
@@ -72,7 +73,7 @@ class DataloaderConfig(XConfig):
     collator: str = Field("sft_llm_collator", description="'sft_llm_collator' or the dotted path of a function "
                                                           "(instances, pack_max_length, padding_token_idx).")
     pack_to_max_length: bool = Field(True, description="Pad every pack to pack_max_length tokens.")
-    pack_level: Literal["soft", "hard", "none"] = Field(
+    pack_level: Literal["soft", "hard", "none", "__legacy", "mllm_hybrid", "preset"] = Field(
         "soft", description="soft: whole samples packed up to pack_max_length; hard: exact windows, samples split at "
                             "the edges; none: one sample per pack.")
     pack_max_length: int = Field(32768, gt=1, description="Tokens per pack (the sequence length of one row).")
@@ -80,6 +81,9 @@ class DataloaderConfig(XConfig):
                                                           "samples.")
     pack_workers: int = Field(8, ge=0, description="Accepted for XTuner compatibility; packing runs in-process.")
     global_pack: bool = Field(True, description="Pack all datasets together (False: each file on its own).")
+    sampler_type: Literal["none", "preset"] = refused_unless_default(
+        "none", "XTuner's preset sampler replays an order read from sampler_config_path; not implemented (the "
+                "length-grouped sampler, group_by_length=True, is used)")
     group_by_length: bool = Field(True, description="Order packs with the length-grouped sampler (default: "
                                                     "pack_level != 'none'; must be False with pack_level='none').")
     pack_extra_buffer_size: int = Field(100, ge=0, description="Soft packing looks this many samples ahead for "
@@ -87,6 +91,10 @@ class DataloaderConfig(XConfig):
     num_workers: int = Field(0, ge=0, description="DataLoader worker processes that collate packs (0: in-process).")
     pad_token_id: int | None = Field(None, description="Padding id (None: the tokenizer's pad, else eos, else 0).")
     tokenizer_hash: str | None = Field(None, description="Use this instead of hashing the tokenizer for cache keys.")
+    pack_config_path: str | None = refused_unless_default(
+        None, "XTuner's preset packs (pack_level='preset') are not implemented; use pack_level='soft' or 'hard'")
+    sampler_config_path: str | None = refused_unless_default(
+        None, "XTuner's preset sampler order is not implemented; the length-grouped sampler is used")
     round_up: bool = Field(True, description="Repeat packs so every step has a full global batch (XTuner "
                                              "default); False: the last step may be short.")
 
@@ -99,6 +107,9 @@ class DataloaderConfig(XConfig):
 
     @model_validator(mode="after")
     def _none_needs_no_grouping(self):
+        if self.pack_level in ("__legacy", "mllm_hybrid", "preset"):
+            raise ValueError(f"DataloaderConfig.pack_level={self.pack_level!r} is not supported by xtuner_nb: it is "
+                             "XTuner's debug/multimodal/preset packing; use 'soft' (default), 'hard' or 'none'")
         if self.pack_level == "none" and self.group_by_length:
             raise ValueError("pack_level='none' cannot be used with group_by_length=True; set group_by_length=False")
         return self

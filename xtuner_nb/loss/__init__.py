@@ -1,6 +1,16 @@
-"""Causal-LM cross-entropy: `from xtuner_nb.loss import CELossConfig, loss_weights, lm_loss`."""
+"""Losses: `from xtuner_nb.loss import CELossConfig, BaseLossConfig, BaseLossContext, loss_weights, lm_loss`.
 
-from .ce import lm_loss, loss_weights
-from .config import CELossConfig
+The configs import only pydantic; the tensor code is imported on first use (PEP 562).
+"""
 
-__all__ = ["CELossConfig", "loss_weights", "lm_loss"]
+from .._lazy import lazy_attributes
+from .config import BaseLossConfig, CELossConfig
+
+_LAZY = {"lm_loss": ".ce", "loss_weights": ".ce", "BaseLossKwargs": ".base_loss_ctx",
+         "BaseLossContext": ".base_loss_ctx", "CELossKwargs": ".ce_loss", "LMHeadLossContext": ".ce_loss",
+         "CELossContext": ".ce_loss"}
+
+__all__ = ["BaseLossConfig", "CELossConfig", *_LAZY]
+
+
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY, globals())

@@ -72,8 +72,10 @@ def lm_loss(hidden: torch.Tensor, lm_head_weight: torch.Tensor, shifted_labels: 
         logits = F.linear(h, lm_head_weight).float()
         ce = F.cross_entropy(logits, labels, ignore_index=cfg.ignore_idx, reduction="none")
         return (ce * w).sum() / d
+    if cfg.mode == "liger":  # token reduction only (the config checks it): every weight is 1 or 0
+        return _liger_loss(h, lm_head_weight, labels, cfg.ignore_idx) / d
     if cfg.mode != "chunk":
-        raise ValueError(f"CELossConfig.mode must be 'eager' or 'chunk', got {cfg.mode!r}")
+        raise ValueError(f"CELossConfig.mode must be 'eager', 'chunk' or 'liger', got {cfg.mode!r}")
     # Fold 1/denominator into the weights so the gradients stored by the forward are already final: the backward
     # then multiplies by grad_output (1, or a power-of-two loss scale), exact even in bf16.
     w = w / d
@@ -81,6 +83,14 @@ def lm_loss(hidden: torch.Tensor, lm_head_weight: torch.Tensor, shifted_labels: 
         return _ChunkedLinearCE.apply(h, lm_head_weight, labels, w, cfg.chunk_size, cfg.ignore_idx)
     # eval: the same chunking without gradient buffers
     return _chunked_forward(h, lm_head_weight, labels, w, cfg.chunk_size, cfg.ignore_idx, False, False)[0]
+
+
+def _liger_loss(h: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, ignore_idx: int) -> torch.Tensor:
+    """Summed CE from liger-kernel's fused linear cross-entropy (as XTuner's mode='liger'; CUDA + Triton)."""
+    from liger_kernel.transformers.fused_linear_cross_entropy import LigerFusedLinearCrossEntropyLoss
+
+    return LigerFusedLinearCrossEntropyLoss(ignore_index=ignore_idx, reduction="sum",
+                                            accum_dtype=torch.float32)(weight, h, labels)
 
 
 def _chunked_forward(h: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, w: torch.Tensor,

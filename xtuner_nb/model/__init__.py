@@ -5,11 +5,12 @@ The configs import only pydantic; the functions below import torch/transformers 
 config forms and `xtuner_nb.config` stay quick to import.
 """
 
-from importlib import import_module
 from typing import TYPE_CHECKING
 
-from .base import DECODER_LINEAR_MODULES, MHAConfig, TransformerConfig
-from .config import (MODEL_PRESETS, MODEL_TYPES, Qwen3_8BConfig, Qwen3Dense0P6BConfig, Qwen3Dense1P7BConfig,
+from .._lazy import lazy_attributes
+
+from .base import DECODER_LINEAR_MODULES, HFSaveCfg, MHAConfig, RopeParametersConfig, TransformerConfig
+from .config import (HF_CONFIG_JSON_DIFFS, MODEL_PRESETS, MODEL_TYPES, Qwen3_8BConfig, Qwen3Dense0P6BConfig, Qwen3Dense1P7BConfig,
                      Qwen3Dense4BConfig, Qwen3Dense8BConfig, Qwen3Dense14BConfig, Qwen3Dense32BConfig,
                      Qwen3DenseConfig, Qwen3DenseTinyConfig, get_model_config, get_model_config_from_hf,
                      model_config_from_hf)
@@ -42,16 +43,8 @@ __all__ = ["MHAConfig", "TransformerConfig", "Qwen3DenseConfig", "Qwen3Dense0P6B
            "LlamaDenseTinyConfig", "SmolLM2Dense135MConfig", "SmolLM2Dense360MConfig", "TinyLlamaDense1P1BConfig",
            "Llama3P2Dense1BConfig", "Llama3P2Dense3BConfig", "Llama3P1Dense8BConfig", "MODEL_PRESETS", "MODEL_TYPES",
            "get_model_config", "model_config_from_hf", "get_model_config_from_hf", "LoRAConfig",
-           "DECODER_LINEAR_MODULES", "QWEN3_LINEAR_MODULES", *_LAZY]
+           "DECODER_LINEAR_MODULES", "QWEN3_LINEAR_MODULES", "HFSaveCfg", "RopeParametersConfig",
+           "HF_CONFIG_JSON_DIFFS", *_LAZY]
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        value = getattr(import_module(_LAZY[name], __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY, globals())

@@ -12,9 +12,10 @@ import contextlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 
-from ..config.base import XConfig
+from ..config.base import XConfig, refused_unless_default
+from ..loss.config import BaseLossConfig, CELossConfig, loss_cfg_from_dump
 
 if TYPE_CHECKING:
     import torch
@@ -32,12 +33,62 @@ class MHAConfig(XConfig):
     qkv_bias: bool = Field(False, description="Bias on q/k/v projections.")
     qk_norm: bool = Field(True, description="RMSNorm on q and k per head (Qwen3).")
     rms_norm_eps: float = Field(1e-6, gt=0, description="Epsilon of the q/k norms.")
+    rms_norm_type: Literal["default", "zero_centered"] = refused_unless_default(
+        "default", "the q/k norms are plain RMSNorm (zero-centred norms belong to other XTuner models)")
     o_bias: bool = Field(False, description="Bias on the output projection.")
-    sliding_window: int | None = Field(None, description="Kept for the HF config; packed training uses full "
-                                                         "attention (use_sliding_window=False).")
-    attn_impl: Literal["varlen", "sdpa", "eager"] = Field(
-        "varlen", description="varlen: packed samples never attend to each other (flash/varlen kernel on CUDA, "
-                              "per-sample SDPA on CPU); sdpa/eager: transformers' own paths, for one sample per row.")
+    sliding_window: int | None = Field(-1, description="Window of sliding-window layers (-1/None: none); kept for "
+                                                       "the HF config, packed training uses full attention.")
+    with_sink: bool = refused_unless_default(False, "attention sinks belong to GPT-OSS")
+    with_gate: bool = refused_unless_default(False, "gated attention belongs to Qwen3.5/Qwen3-Next")
+    attn_impl: Literal["flash_attention", "flex_attention", "eager_attention", "varlen", "sdpa", "eager"] = Field(
+        "flash_attention", description="XTuner's flash_attention / flex_attention / eager_attention, and varlen, all "
+                                       "run the packed path: samples of a pack never attend to each other (flash/"
+                                       "varlen kernel on CUDA, per-sample SDPA on CPU); sdpa / eager: transformers' "
+                                       "own paths, for one sample per row.")
+
+    @property
+    def hf_sliding_window(self) -> int | None:
+        return None if self.sliding_window in (None, -1) else self.sliding_window
+
+
+class RopeParametersConfig(XConfig):
+    """XTuner's RoPE parameters; rope_theta follows TransformerConfig.rope_theta, scaling goes to rope_scaling."""
+
+    rope_theta: float = Field(10000.0, gt=0, description="RoPE base frequency.")
+    rope_type: Literal["default", "linear", "dynamic", "yarn", "longrope", "llama3"] = Field(
+        "default", description="transformers' RoPE type (qwen3_vl's multimodal RoPE is not supported).")
+    original_max_position_embeddings: int | None = Field(None, description="Scaling: pre-extension context.")
+    factor: float | None = Field(None, description="Scaling factor.")
+    beta_fast: float | None = Field(None, description="YaRN beta_fast.")
+    beta_slow: float | None = Field(None, description="YaRN beta_slow.")
+    short_factor: list[float] | None = Field(None, description="LongRoPE short factors.")
+    long_factor: list[float] | None = Field(None, description="LongRoPE long factors.")
+    low_freq_factor: float | None = Field(None, description="Llama3 low_freq_factor.")
+    high_freq_factor: float | None = Field(None, description="Llama3 high_freq_factor.")
+    mscale: float | None = Field(None, description="YaRN mscale.")
+    mscale_all_dim: float | None = Field(None, description="YaRN mscale_all_dim.")
+    truncate: bool = Field(False, description="YaRN truncate.")
+    mrope_section: list[int] | None = refused_unless_default(None, "multimodal RoPE belongs to vision-language models")
+    partial_rotary_factor: float = Field(1.0, gt=0, le=1, description="Fraction of head_dim that is rotated.")
+    fope_init_factor: float | None = refused_unless_default(None, "Fourier position embedding (FoPE) is not implemented")
+    fope_sep_head: bool | None = refused_unless_default(None, "Fourier position embedding (FoPE) is not implemented")
+    num_inv_freq: int | None = refused_unless_default(None, "Fourier position embedding (FoPE) is not implemented")
+
+    def scaling(self) -> dict[str, Any] | None:
+        """The fields besides rope_theta that differ from the defaults (transformers' rope_parameters)."""
+        defaults = RopeParametersConfig().model_dump()
+        out = {k: v for k, v in self.model_dump().items() if k != "rope_theta" and v != defaults[k]}
+        return out or None
+
+
+class HFSaveCfg(XConfig):
+    """XTuner's HF-export options: the writer threads and ranks are XTuner's; exports here are written by rank 0."""
+
+    worker_per_rank: int = Field(16, ge=1, description="Accepted for XTuner compatibility; no effect.")
+    max_save_rank: int = Field(16, ge=1, description="Accepted for XTuner compatibility; no effect.")
+    bucket_size: int = Field(1024 ** 3 * 4, ge=1, description="Accepted for XTuner compatibility; no effect.")
+    fp32_keys_pattern: list[str] | None = refused_unless_default(
+        None, "HF exports are written in one dtype (bf16); no per-key fp32")
 
 
 class TransformerConfig(XConfig):
@@ -66,6 +117,67 @@ class TransformerConfig(XConfig):
     attention: MHAConfig = Field(default_factory=MHAConfig, description="Attention shape and implementation.")
     tie_word_embeddings: bool = Field(False, description="lm_head shares the embedding matrix.")
     initializer_range: float = Field(0.02, gt=0, description="Std of the random init (when no load_from).")
+    # ---- XTuner's TransformerConfig / XTunerBaseModelConfig fields ----
+    max_window_layers: int | None = Field(None, description="HF config.json's max_window_layers (None: the number "
+                                                            "of layers; sliding windows are off).")
+    rope_parameters_cfg: RopeParametersConfig | None = Field(
+        default_factory=lambda: RopeParametersConfig(rope_theta=1e6),
+        description="XTuner's RoPE parameters; rope_theta is kept equal to the rope_theta field, scaling fields "
+                    "given here fill rope_scaling.")
+    lm_loss_cfg: BaseLossConfig = Field(
+        default_factory=CELossConfig, description="The loss of the lm_head (used when TrainerConfig.loss_cfg is None).")
+    hf_save_cfg: HFSaveCfg = Field(default_factory=lambda: HFSaveCfg(), description="HF export options.")
+    float8_cfg: Any = refused_unless_default(
+        None, "float8 training needs XTuner's float8 kernels and an FP8 GPU (Hopper or newer); not implemented, "
+              "train in bf16")
+    compile_cfg: dict[str, Any] | bool | None = Field(
+        None, description="XTuner's torch.compile options; accepted and not applied (transformers' layers run "
+                          "eagerly here).")
+    hf_key_mapping: dict[str, str] | None = refused_unless_default(
+        None, "weights are loaded by their HF names (transformers' modules); no key remapping")
+    dcp_ignore_frozen_params: bool = Field(True, description="Accepted for XTuner compatibility; checkpoints hold "
+                                                             "every trained parameter (LoRA: the adapters' state).")
+    rms_norm_type: Literal["default", "zero_centered"] = refused_unless_default(
+        "default", "these models use plain RMSNorm")
+    linear_attention: Any = refused_unless_default(None, "linear attention (gated DeltaNet) belongs to Qwen3.5")
+    mlp_bias: bool = refused_unless_default(False, "this architecture's MLP has no bias")
+    generate_config: Any = refused_unless_default(None, "XTuner's GenerateConfig is for RL rollouts; use "
+                                                        "xtuner_nb.notebook.chat or eval_prompts")
+    return_hidden_states: bool = refused_unless_default(False, "the training forward returns the loss only")
+    use_sliding_window: bool = refused_unless_default(False, "packed training uses full attention")
+    mesh_prefix: str = Field("default", description="XTuner's device-mesh name prefix; no effect.")
+
+    @field_validator("lm_loss_cfg", mode="before")
+    @classmethod
+    def _loss_from_dump(cls, v: Any):
+        return loss_cfg_from_dump(v)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _xtuner_spellings(cls, data: Any):
+        """XTuner keeps rope_theta (and scaling) in rope_parameters_cfg, takes rope_theta= as a legacy argument, and
+        has model_type as a field (a class attribute here: None or the class's own value are accepted)."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        if "model_type" in data:
+            given = data.pop("model_type")
+            if given not in (None, cls.model_type):
+                raise ValueError(f"{cls.__name__}: model_type={given!r}, but this class is {cls.model_type!r}")
+        rp = data.get("rope_parameters_cfg")
+        if rp is not None:
+            rp = rp if isinstance(rp, RopeParametersConfig) else RopeParametersConfig.model_validate(rp)
+            data.setdefault("rope_theta", rp.rope_theta)
+            if rp.scaling() is not None:
+                data.setdefault("rope_scaling", rp.scaling())
+        return data
+
+    @model_validator(mode="after")
+    def _rope_parameters_follow_rope_theta(self):
+        rp = self.rope_parameters_cfg
+        if rp is not None and rp.rope_theta != self.rope_theta:
+            self.__dict__["rope_parameters_cfg"] = rp.model_copy(update={"rope_theta": self.rope_theta})
+        return self
 
     # ---- per architecture ------------------------------------------------------------------------------------
     def _hf_fields(self) -> dict[str, Any]:
@@ -176,7 +288,9 @@ class TransformerConfig(XConfig):
         self._check_representable()
         register_varlen_attention()
         hf = self.hf_config
-        hf._attn_implementation = {"varlen": VARLEN_IMPL, "sdpa": "sdpa", "eager": "eager"}[self.attention.attn_impl]
+        # XTuner's flash_attention / flex_attention / eager_attention are its kernels for the same packed attention
+        packed = {name: VARLEN_IMPL for name in ("varlen", "flash_attention", "flex_attention", "eager_attention")}
+        hf._attn_implementation = {**packed, "sdpa": "sdpa", "eager": "eager"}[self.attention.attn_impl]
         device_ctx = torch.device(device) if device is not None else contextlib.nullcontext()
         with device_ctx, _default_dtype(dtype or torch.float32):
             return PACKED_CLASSES[self.hf_model_class](hf)
@@ -214,6 +328,7 @@ class TinyShape(TransformerConfig):
     hidden_size: int = 128
     intermediate_size: int = 384
     rope_theta: float = 10000.0
+    rope_parameters_cfg: RopeParametersConfig | None = Field(default_factory=lambda: RopeParametersConfig())
     tie_word_embeddings: bool = True
 
 

@@ -11,7 +11,9 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .base import MHAConfig, TinyShape, TransformerConfig, mha as _mha
+from pydantic import Field
+
+from .base import MHAConfig, RopeParametersConfig, TinyShape, TransformerConfig, mha as _mha
 from .llama import LLAMA_PRESETS, LlamaDenseConfig
 from .qwen2 import QWEN2_PRESETS, Qwen2DenseConfig
 
@@ -29,12 +31,12 @@ class Qwen3DenseConfig(TransformerConfig):
 
     def _hf_fields(self) -> dict[str, Any]:
         a = self.attention
-        return dict(attention_bias=a.qkv_bias, use_sliding_window=False, sliding_window=a.sliding_window,
-                    max_window_layers=self.num_hidden_layers)
+        return dict(attention_bias=a.qkv_bias, use_sliding_window=False, sliding_window=a.hf_sliding_window,
+                    max_window_layers=self.max_window_layers or self.num_hidden_layers)
 
     @classmethod
     def _fields_from_hf(cls, hf: "PretrainedConfig") -> dict[str, Any]:
-        return {"attention": cls._mha_from_hf(hf)}
+        return {"attention": cls._mha_from_hf(hf), "max_window_layers": getattr(hf, "max_window_layers", None)}
 
     def _check_representable(self) -> None:
         a = self.attention
@@ -46,63 +48,88 @@ class Qwen3DenseConfig(TransformerConfig):
         super()._check_representable()
 
 
-# https://huggingface.co/Qwen/Qwen3-0.6B/blob/main/config.json
+def _rope(theta: float) -> Any:
+    return Field(default_factory=lambda: RopeParametersConfig(rope_theta=theta))
+
+
+# XTuner's preset (xtuner/v1/model/dense/qwen3.py); https://huggingface.co/Qwen/Qwen3-0.6B/blob/main/config.json
+# differs: tie_word_embeddings true there, False in XTuner (its comment: "官方的是 False"). XTuner's value is kept so
+# that configs behave as in XTuner; Qwen3DenseConfig.from_hf(path) reads the checkpoint's own value.
 class Qwen3Dense0P6BConfig(Qwen3DenseConfig):
     num_hidden_layers: int = 28
+    max_window_layers: int | None = 28
     hidden_size: int = 1024
     intermediate_size: int = 3072
-    attention: MHAConfig = _mha(16)
-    tie_word_embeddings: bool = True
+    attention: MHAConfig = _mha(16, sliding_window=None)
+    tie_word_embeddings: bool = False
 
 
-# https://huggingface.co/Qwen/Qwen3-1.7B/blob/main/config.json
+# https://huggingface.co/Qwen/Qwen3-1.7B/blob/main/config.json (XTuner has no 1.7B preset)
 class Qwen3Dense1P7BConfig(Qwen3DenseConfig):
     num_hidden_layers: int = 28
+    max_window_layers: int | None = 28
     hidden_size: int = 2048
     intermediate_size: int = 6144
-    attention: MHAConfig = _mha(16)
+    attention: MHAConfig = _mha(16, sliding_window=None)
     tie_word_embeddings: bool = True
 
 
-# https://huggingface.co/Qwen/Qwen3-4B/blob/main/config.json (XTuner's preset uses the 2507 values instead:
-# max_position_embeddings=262144, rope_theta=5e6; pass them as overrides for the 2507 checkpoints)
+# XTuner's preset; https://huggingface.co/Qwen/Qwen3-4B/blob/main/config.json differs: max_position_embeddings
+# 40960 and rope_theta 1e6 there; XTuner uses 262144 and 5e6 (the values of Qwen3-4B-Instruct-2507's config.json).
 class Qwen3Dense4BConfig(Qwen3DenseConfig):
+    max_position_embeddings: int = 262144
     num_hidden_layers: int = 36
+    max_window_layers: int | None = 36
     hidden_size: int = 2560
     intermediate_size: int = 9728
-    attention: MHAConfig = _mha(32)
+    rope_theta: float = 5e6
+    rope_parameters_cfg: RopeParametersConfig | None = _rope(5e6)
+    attention: MHAConfig = _mha(32, sliding_window=1024)
     tie_word_embeddings: bool = True
 
 
-# https://huggingface.co/Qwen/Qwen3-8B/blob/main/config.json
+# XTuner's preset; https://huggingface.co/Qwen/Qwen3-8B/blob/main/config.json has sliding_window null where XTuner
+# writes 1024 (unused either way: use_sliding_window is false).
 class Qwen3Dense8BConfig(Qwen3DenseConfig):
     num_hidden_layers: int = 36
+    max_window_layers: int | None = 36
     hidden_size: int = 4096
     intermediate_size: int = 12288
-    attention: MHAConfig = _mha(32)
+    attention: MHAConfig = _mha(32, sliding_window=1024)
     tie_word_embeddings: bool = False
 
 
-# https://huggingface.co/Qwen/Qwen3-14B/blob/main/config.json
+# https://huggingface.co/Qwen/Qwen3-14B/blob/main/config.json (XTuner has no 14B preset)
 class Qwen3Dense14BConfig(Qwen3DenseConfig):
     num_hidden_layers: int = 40
+    max_window_layers: int | None = 40
     hidden_size: int = 5120
     intermediate_size: int = 17408
-    attention: MHAConfig = _mha(40)
+    attention: MHAConfig = _mha(40, sliding_window=None)
     tie_word_embeddings: bool = False
 
 
-# https://huggingface.co/Qwen/Qwen3-32B/blob/main/config.json
+# https://huggingface.co/Qwen/Qwen3-32B/blob/main/config.json (XTuner has no 32B preset)
 class Qwen3Dense32BConfig(Qwen3DenseConfig):
     num_hidden_layers: int = 64
+    max_window_layers: int | None = 64
     hidden_size: int = 5120
     intermediate_size: int = 25600
-    attention: MHAConfig = _mha(64)
+    attention: MHAConfig = _mha(64, sliding_window=None)
     tie_word_embeddings: bool = False
+
+
+# Where XTuner's preset differs from the model's own HF config.json: the HF values (see the comments above).
+HF_CONFIG_JSON_DIFFS: dict[str, dict[str, Any]] = {
+    "qwen3-0.6B": {"tie_word_embeddings": True},
+    "qwen3-4B": {"max_position_embeddings": 40960, "rope_theta": 1e6},
+    "qwen3-8B": {"attention.sliding_window": None},
+}
 
 
 # Tiny shape for tests and the CPU tutorials (see base.TinyShape)
 class Qwen3DenseTinyConfig(TinyShape, Qwen3DenseConfig):
+    max_window_layers: int | None = 4
     attention: MHAConfig = _mha(4, kv=2, head_dim=32)
 
 
@@ -126,11 +153,25 @@ MODEL_TYPES: dict[str, type[TransformerConfig]] = {
     cls.model_type: cls for cls in (Qwen3DenseConfig, Qwen2DenseConfig, LlamaDenseConfig)}
 
 
+# XTuner's get_model_config names that are not dense models here (MoE, vision-language, GPT-OSS, GLM)
+XTUNER_ONLY_PRESETS = ("qwen3-moe-30BA3", "intern-s1", "intern-s1-mini", "gpt-oss-20b", "gpt-oss-120b",
+                       "internvl-3.5-8b-hf", "internvl-3.5-1b-hf", "internvl-3.5-30b-a3b-hf", "qwen3.5-vl-4b", "glm-5.2")
+
+
+def _alias_key(name: str) -> str:
+    return name.lower().replace("-", "_")  # XTuner's matching: case-insensitive, '-' and '_' alike
+
+
 def get_model_config(name: str, **overrides: Any) -> TransformerConfig:
-    try:
-        return MODEL_PRESETS[name](**overrides)
-    except KeyError:
-        raise ValueError(f"unknown model preset {name!r}; choose one of {sorted(MODEL_PRESETS)}") from None
+    """A preset by name, matched as XTuner does (`qwen3-8B`, `Qwen3_8b`, ...); keyword overrides go to the preset."""
+    presets = {_alias_key(k): v for k, v in MODEL_PRESETS.items()}
+    if _alias_key(name) in presets:
+        return presets[_alias_key(name)](**overrides)
+    if _alias_key(name) in {_alias_key(k) for k in XTUNER_ONLY_PRESETS}:
+        raise ValueError(f"model preset {name!r} exists in XTuner but is not a dense model supported here (MoE, "
+                         f"vision-language and other architectures are not supported by xtuner_nb); "
+                         f"choose one of {sorted(MODEL_PRESETS)}")
+    raise ValueError(f"unknown model preset {name!r}; choose one of {sorted(MODEL_PRESETS)}")
 
 
 def config_class_for(model_type: str, where: str = "config.json") -> type[TransformerConfig]:

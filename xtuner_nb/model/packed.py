@@ -11,12 +11,15 @@ from transformers import LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM
 
 
 class PackedLossMixin:
-    def forward(self, *args, shifted_labels=None, loss_weights=None, loss_denominator=None, loss_cfg=None, **kw):
-        if shifted_labels is None:
+    def forward(self, *args, shifted_labels=None, loss_weights=None, loss_denominator=None, loss_cfg=None,
+                loss_ctx=None, **kw):
+        if shifted_labels is None and loss_ctx is None:
             return super().forward(*args, **kw)
         from ..loss import lm_loss
 
         hidden = self.model(*args, **kw).last_hidden_state
+        if loss_ctx is not None:  # a custom BaseLossConfig's context (XTuner's loss interface)
+            return loss_ctx(hidden, self.lm_head.weight)[0]
         return lm_loss(hidden, self.lm_head.weight, shifted_labels, loss_weights, loss_denominator, loss_cfg)
 
 

@@ -32,8 +32,8 @@ class Qwen2DenseConfig(TransformerConfig):
                                                         "training attends over the whole sample).")
 
     def _hf_fields(self) -> dict[str, Any]:
-        return dict(use_sliding_window=self.use_sliding_window, sliding_window=self.attention.sliding_window,
-                    max_window_layers=self.num_hidden_layers)
+        return dict(use_sliding_window=self.use_sliding_window, sliding_window=self.attention.hf_sliding_window,
+                    max_window_layers=self.max_window_layers or self.num_hidden_layers)
 
     @classmethod
     def _fields_from_hf(cls, hf: "PretrainedConfig") -> dict[str, Any]:

@@ -3,18 +3,18 @@
 Imported lazily so that `xtuner_nb.train.events` (which the notebook layer and the package root use) stays light.
 """
 
+from importlib import import_module
+
 from .events import Control, Hook, TrainState
 
-__all__ = ["Trainer", "TrainerConfig", "LoadCheckpointConfig", "Hook", "Control", "TrainState"]
+__all__ = ["Trainer", "TrainerConfig", "LoadCheckpointConfig", "ResumeConfig", "HooksConfig", "UTF8ByteTokenizer",
+           "Hook", "Control", "TrainState"]
+
+_LAZY = {"Trainer": ".trainer", "TrainerConfig": ".config", "LoadCheckpointConfig": ".config",
+         "ResumeConfig": ".config", "HooksConfig": ".xtuner_hooks", "UTF8ByteTokenizer": ".toy_tokenizer"}
 
 
 def __getattr__(name: str):
-    if name == "Trainer":
-        from .trainer import Trainer
-
-        return Trainer
-    if name in ("TrainerConfig", "LoadCheckpointConfig"):
-        from . import config
-
-        return getattr(config, name)
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name], __name__), name)
     raise AttributeError(f"module 'xtuner_nb.train' has no attribute {name!r}")

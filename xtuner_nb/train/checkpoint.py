@@ -36,16 +36,21 @@ from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_
 from .dist import barrier
 
 CKPT_RE = re.compile(r"^ckpt-step-(\d+)$")
+SNAPSHOT_RE = re.compile(r"^snapshot-step-(\d+)$")  # XTuner's snapshot_interval saves (only the newest is kept)
 META_FILE = ".xtuner"
 
 
-def list_checkpoints(exp_dir: Path) -> list[Path]:
-    """Complete checkpoints of an experiment, oldest first."""
+def list_checkpoints(exp_dir: Path, pattern: re.Pattern = CKPT_RE) -> list[Path]:
+    """Complete checkpoints (or, with SNAPSHOT_RE, snapshots) of an experiment, oldest first."""
     root = Path(exp_dir) / "checkpoints"
     if not root.is_dir():
         return []
-    done = [p for p in root.iterdir() if CKPT_RE.match(p.name) and (p / "train_state.json").is_file()]
-    return sorted(done, key=lambda p: int(CKPT_RE.match(p.name).group(1)))
+    done = [p for p in root.iterdir() if pattern.match(p.name) and (p / "train_state.json").is_file()]
+    return sorted(done, key=lambda p: int(pattern.match(p.name).group(1)))
+
+
+def step_of(path: Path) -> int:
+    return int((CKPT_RE.match(path.name) or SNAPSHOT_RE.match(path.name)).group(1))
 
 
 class UnsafeCheckpointError(ValueError):
@@ -133,8 +138,10 @@ def _atomic_write_text(path: Path, text: str) -> None:
 
 
 def save_checkpoint(path: Path, *, model, optimizer, scheduler, loader_state: dict, train_state: dict,
-                    config_json: str | None, rank: int, frozen_ok: bool = True) -> Path:
-    """Collective: every rank calls it. Returns the final directory."""
+                    config_json: str | None, rank: int, frozen_ok: bool = True, async_save: bool = False):
+    """Collective: every rank calls it. Returns the final directory, or with `async_save` (XTuner's
+    async_checkpoint) a `finish()` function: the weights are copied to CPU memory and written by torch DCP's
+    async_save in the background; `finish()` waits for them, then writes train_state.json and renames."""
     tmp = path.with_name(path.name + ".tmp")
     if rank == 0:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -144,25 +151,39 @@ def save_checkpoint(path: Path, *, model, optimizer, scheduler, loader_state: di
     model_sd = _without_frozen(model, model_sd, frozen_ok)
     with warnings.catch_warnings():  # "assuming the intent is to save in a single process": it is
         warnings.filterwarnings("ignore", message=".*torch.distributed is disabled.*")
-        dcp.save({"model": model_sd, "optimizer": optim_sd}, checkpoint_id=str(tmp / "weights"))
+        save = dcp.async_save if async_save else dcp.save
+        pending = save({"model": model_sd, "optimizer": optim_sd}, checkpoint_id=str(tmp / "weights"))
     torch.save(_rng_state(), tmp / f"rng_rank{rank}.pt")
-    barrier()
-    if rank == 0:
+    if rank == 0:  # the rest is small and must be taken now (the loop moves on)
         torch.save(loader_state, tmp / "dataloader.pt")
         torch.save(scheduler.state_dict(), tmp / "lr_scheduler.pt")
         if config_json is not None:
             (tmp / "trainer_config.json").write_text(config_json, encoding="utf-8")
-        (tmp / "train_state.json").write_text(json.dumps({**train_state, "saved_at": time.time()}), encoding="utf-8")
-        if path.exists():  # re-saving the same step (e.g. a stop right after a scheduled save)
-            shutil.rmtree(path)
-        os.replace(tmp, path)
-    barrier()
-    return path
+    state_json = json.dumps({**train_state, "saved_at": time.time()})
+
+    def finish() -> Path:
+        if async_save:
+            pending.result()
+        barrier()
+        if rank == 0:  # train_state.json last: a checkpoint without it is incomplete and ignored
+            (tmp / "train_state.json").write_text(state_json, encoding="utf-8")
+            if path.exists():  # re-saving the same step (e.g. a stop right after a scheduled save)
+                shutil.rmtree(path)
+            os.replace(tmp, path)
+        barrier()
+        return path
+
+    return finish if async_save else finish()
 
 
 def load_checkpoint(path: Path, *, model, optimizer, scheduler, rank: int, load_optimizer: bool = True,
-                    load_scheduler: bool = True, frozen_ok: bool = True) -> dict[str, Any]:
-    """Restore in place; returns {'train_state': ..., 'loader_state': ...}."""
+                    load_scheduler: bool = True, frozen_ok: bool = True,
+                    load_optimizer_args: bool = True) -> dict[str, Any]:
+    """Restore in place; returns {'train_state': ..., 'loader_state': ...}.
+
+    `load_optimizer_args=False` (XTuner's LoadCheckpointConfig field): the optimizer's hyperparameters (lr, betas,
+    eps, weight_decay) stay those of the current config, and the LR schedule restarts from the current lr."""
+    current_args = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
     path = Path(path)
     if not (path / "train_state.json").is_file():
         raise FileNotFoundError(f"{path}: not a complete checkpoint (no train_state.json)")
@@ -180,6 +201,10 @@ def load_checkpoint(path: Path, *, model, optimizer, scheduler, rank: int, load_
                    optim_state_dict=state["optimizer"] if load_optimizer else optim_sd, options=opts)
     if load_scheduler:
         scheduler.load_state_dict(load_pt(path / "lr_scheduler.pt"))
+    if not load_optimizer_args:
+        for group, args in zip(optimizer.param_groups, current_args):
+            group.update(args)
+        scheduler.base_lrs = [a.get("initial_lr", a["lr"]) for a in current_args]
     rng_file = path / f"rng_rank{rank}.pt"
     if rng_file.exists():
         _set_rng_state(load_pt(rng_file))

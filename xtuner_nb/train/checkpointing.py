@@ -53,16 +53,17 @@ def resume_if_asked(trainer: "Trainer") -> None:
     cfg = trainer.config
     lc = cfg.load_checkpoint_cfg
     path = lc.checkpoint_path
-    if cfg.auto_resume:
-        found = ckpt.list_checkpoints(trainer.exp_dir)
-        path = found[-1] if found else path
+    if cfg.auto_resume:  # the newest checkpoint or snapshot
+        found = ckpt.list_checkpoints(trainer.exp_dir) + ckpt.list_checkpoints(trainer.exp_dir, ckpt.SNAPSHOT_RE)
+        path = max(found, key=ckpt.step_of) if found else path
     if path is None:
         return
     lora = trainer._lora_record["lora"]
     check_lora_resume(Path(path), cfg.lora_cfg, lora and lora["base"])
     out = ckpt.load_checkpoint(Path(path), model=trainer.model, optimizer=trainer.optimizer,
                                scheduler=trainer.lr_scheduler, rank=trainer.dist.rank,
-                               load_optimizer=lc.load_optimizer_states, load_scheduler=lc.load_scheduler)
+                               load_optimizer=lc.load_optimizer_states, load_scheduler=lc.load_scheduler,
+                               load_optimizer_args=lc.load_optimizer_args)
     ts = out["train_state"]
     trainer.cur_step, trainer.cur_epoch = ts["cur_step"], ts["cur_epoch"]
     trainer.consumed_tokens, trainer._time_offset = ts["total_consumed_tokens"], ts["train_time_offset"]
@@ -74,7 +75,8 @@ def resume_if_asked(trainer: "Trainer") -> None:
 
 
 def saved_at(trainer: "Trainer", step: int) -> bool:
-    return any(p.name == f"ckpt-step-{step}" for p in ckpt.list_checkpoints(trainer.exp_dir))
+    pending = getattr(trainer, "_pending_save", None) is not None and trainer._pending_step == step
+    return pending or any(p.name == f"ckpt-step-{step}" for p in ckpt.list_checkpoints(trainer.exp_dir))
 
 
 def latest_checkpoint(trainer: "Trainer") -> Path | None:
@@ -86,6 +88,7 @@ def maybe_save(trainer: "Trainer", hooks: list[Hook], control: Control, force: b
     """After a step: HF export and checkpoint when their interval is due (`force`: a hook asked to save)."""
     cfg, step = trainer.config, trainer.cur_step
     last = step == trainer.total_step
+    finish_pending_save(trainer)  # an async checkpoint of an earlier step
     if cfg.debug_skip_save or step == 0:
         return
     hf_every = cfg.hf_interval or trainer.total_step
@@ -95,25 +98,53 @@ def maybe_save(trainer: "Trainer", hooks: list[Hook], control: Control, force: b
     due = every is not None and (last or (every > 0 and step % every == 0))
     if (due or force) and not saved_at(trainer, step):
         save_checkpoint(trainer, hooks, control)
+    snap = cfg.snapshot_interval
+    if snap and step % snap == 0 and not saved_at(trainer, step):
+        save_checkpoint(trainer, hooks, control, snapshot=True)
 
 
-def save_checkpoint(trainer: "Trainer", hooks: list[Hook], control: Control) -> Path:
-    """Collective: `checkpoints/ckpt-step-N` (written as `.tmp`, then renamed), pruned to checkpoint_maxkeep."""
+def save_checkpoint(trainer: "Trainer", hooks: list[Hook], control: Control, snapshot: bool = False) -> Path:
+    """Collective: `checkpoints/ckpt-step-N` (written as `.tmp`, then renamed), pruned to checkpoint_maxkeep;
+    `snapshot`: `checkpoints/snapshot-step-N`, only the newest kept (XTuner's snapshot_interval). With
+    async_checkpoint the weights are written in the background and the save completes at the next save or at the
+    end of fit (`finish_pending_save`)."""
+    finish_pending_save(trainer)
     step, exp_dir = trainer.cur_step, trainer.exp_dir
-    path = exp_dir / "checkpoints" / f"ckpt-step-{step}"
+    path = exp_dir / "checkpoints" / (f"snapshot-step-{step}" if snapshot else f"ckpt-step-{step}")
     if trainer.dist.is_main:
         ckpt.remove_stale_tmp(exp_dir)
     train_state = {"cur_step": step, "cur_epoch": trainer.cur_epoch, "total_consumed_tokens": trainer.consumed_tokens,
                    "train_time_offset": trainer._time_offset, **trainer._lora_record}
-    ckpt.save_checkpoint(path, model=trainer.model, optimizer=trainer.optimizer, scheduler=trainer.lr_scheduler,
-                         loader_state=trainer.loader.state_dict(), train_state=train_state,
-                         config_json=_config_json(trainer.config), rank=trainer.dist.rank)
-    if trainer.dist.is_main:
-        ckpt.prune(ckpt.list_checkpoints(exp_dir), trainer.config.checkpoint_maxkeep)
-        _update_meta(trainer)
-    trainer.logger.info(f"checkpoint saved: {path}")
-    call_hooks(hooks, "on_save", trainer.state, path, "checkpoint", control)
-    return path
+    written = ckpt.save_checkpoint(path, model=trainer.model, optimizer=trainer.optimizer,
+                                   scheduler=trainer.lr_scheduler, loader_state=trainer.loader.state_dict(),
+                                   train_state=train_state, config_json=_config_json(trainer.config),
+                                   rank=trainer.dist.rank, async_save=trainer.config.async_checkpoint)
+    state = trainer.state
+
+    def completed() -> Path:
+        done = written() if callable(written) else written
+        if trainer.dist.is_main:
+            if snapshot:
+                ckpt.prune(ckpt.list_checkpoints(exp_dir, ckpt.SNAPSHOT_RE), 1)
+            else:
+                ckpt.prune(ckpt.list_checkpoints(exp_dir), trainer.config.checkpoint_maxkeep)
+            _update_meta(trainer)
+        trainer.logger.info(f"{'snapshot' if snapshot else 'checkpoint'} saved: {done}")
+        call_hooks(hooks, "on_save", state, done, "snapshot" if snapshot else "checkpoint", control)
+        return done
+
+    if callable(written):
+        trainer._pending_save, trainer._pending_step = completed, step
+        trainer.logger.info(f"checkpoint of step {step} is being written in the background: {path}")
+        return path
+    return completed()
+
+
+def finish_pending_save(trainer: "Trainer") -> None:
+    """Wait for an async checkpoint (XTuner's async_checkpoint) and complete it; nothing when none is pending."""
+    pending, trainer._pending_save = getattr(trainer, "_pending_save", None), None
+    if pending is not None:
+        pending()
 
 
 def export_hf(trainer: "Trainer", hooks: list[Hook], control: Control) -> Path:

@@ -13,9 +13,10 @@ from pathlib import Path
 from ..start_cli import add_commands as add_start_commands
 from .config import TrainerConfig
 
-DEFAULTS = dict(chat_template=None, tokenize_fn="openai", max_length=4096, pack_max_length=4096, lr=6e-5,
-                lr_min=1e-6, scheduler_type="cosine", warmup_ratio=0.03, loss_mode="chunk", chunk_size=1024,
-                work_dir="work_dir", seed=42, recompute_ratio=1.0)
+DEFAULTS = dict(chat_template=None, tokenize_fn="openai", max_length=4096, lr=6e-5, optim="AdamW",
+                lr_min=1e-6, scheduler_type="cosine", warmup_ratio=0.03, work_dir="work_dir", seed=42)
+# XTuner's `xtuner sft` defaults of its nested configs: TrainingArguments.dataloader_cfg / loss_config
+CLI_CONFIG_DEFAULTS = {"dataloader_cfg": {"pack_max_length": 4096}, "loss_config": {"mode": "chunk", "chunk_size": 1024}}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,30 +25,51 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     add_start_commands(sub)  # `notebooks`, `env` (xtuner_nb/start_cli.py)
     s = sub.add_parser("sft", help="supervised fine-tuning")
+    add_sft_arguments(s)
+    return p
+
+
+def add_sft_arguments(s: argparse.ArgumentParser) -> None:
+    """XTuner's `sft` flags, spelled as its cyclopts CLI spells them (plus this project's own, marked)."""
+    from ..config import FSDPConfig
+    from ..datasets import DataloaderConfig
+    from ..loss import CELossConfig
+
     s.add_argument("--config", type=Path, help="a .py file defining `trainer = TrainerConfig(...)` (no other flags)")
     s.add_argument("--load-from", type=Path, help="HF model folder (config.json + *.safetensors) or hub id org/name; "
                                                    "Qwen3, Qwen2/Qwen2.5 or Llama")
     s.add_argument("--model-cfg", help="a preset name (qwen3-8B, qwen3-tiny, ...) or a .py file defining `model`; "
                                        "default: read from --load-from")
     s.add_argument("--tokenizer-path", type=Path, help="default: --load-from")
-    s.add_argument("--dataset", type=Path, help="a jsonl file or a folder of *.jsonl")
-    s.add_argument("--chat-template", "--chat_template", dest="chat_template", help="qwen3 | llama3 | hf")
-    s.add_argument("--tokenize-fn", choices=["openai", "pretrain"])
+    s.add_argument("--dataset", type=Path, help="a jsonl file, a folder of *.jsonl, or a .py file defining `datasets`")
+    s.add_argument("--chat-template", "--chat_template", dest="chat_template", help="qwen3 | llama3 | hf | ...")
+    s.add_argument("--tokenize-fn", choices=["openai", "ftdp", "pretrain"], help="ftdp is refused (XTuner's "
+                                                                                 "internal format); pretrain: ours")
     s.add_argument("--cache-dir", type=Path)
+    s.add_argument("--cache-tag", help="with --cache-dir: trust the cache of a run with this tag")
     s.add_argument("--max-length", type=int)
-    s.add_argument("--pack-max-length", type=int)
-    s.add_argument("--global-batch-size", type=int)
     s.add_argument("--lr", type=float)
+    s.add_argument("--optim", choices=["AdamW", "Muon"], help="Muon is refused (not implemented)")
     s.add_argument("--lr-min", type=float)
     s.add_argument("--scheduler-type", choices=["cosine", "linear", "constant"])
     s.add_argument("--warmup-ratio", type=float)
-    s.add_argument("--loss-mode", choices=["eager", "chunk"])
-    s.add_argument("--chunk-size", type=int)
-    s.add_argument("--recompute-ratio", type=float)
     g = s.add_mutually_exclusive_group()
     g.add_argument("--total-step", type=int)
     g.add_argument("--epoch-num", type=int)
     s.add_argument("--work-dir", type=Path)
+    s.add_argument("--global-batch-size", type=int)
+    for flag in ("load-model", "load-optimizer-states", "load-optimizer-args", "load-dataset", "load-scheduler",
+                 "async-checkpoint"):
+        s.add_argument(f"--{flag}", action=argparse.BooleanOptionalAction, default=None)
+    s.add_argument("--float8-config", help="refused: float8 training is not implemented")
+    # nested configs, as cyclopts names them: DataloaderConfig flattened, --loss-config.*, --fsdp-config.*
+    _config_flags(s, DataloaderConfig, "", "dataloader_cfg", skip=("dataset_config_list",))
+    _config_flags(s, CELossConfig, "loss-config.", "loss_config")
+    _config_flags(s, FSDPConfig, "fsdp-config.", "fsdp_config")
+    # this project's own flags
+    s.add_argument("--loss-mode", choices=["eager", "chunk"], help="(xtuner_nb) = --loss-config.mode")
+    s.add_argument("--chunk-size", type=int, help="(xtuner_nb) = --loss-config.chunk-size")
+    s.add_argument("--recompute-ratio", type=float, help="(xtuner_nb) = --fsdp-config.recompute-ratio")
     s.add_argument("--checkpoint-interval", type=int)
     s.add_argument("--hf-interval", type=int)
     s.add_argument("--auto-resume", action="store_true", default=None)
@@ -55,7 +77,23 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", choices=["auto", "cpu", "cuda"])
     s.add_argument("--trust-remote-code", action="store_true", default=None,
                    help="let the tokenizer folder run the Python code it ships (off by default)")
-    return p
+
+
+def _config_flags(s: argparse.ArgumentParser, cls, prefix: str, group: str, skip: tuple = ()) -> None:
+    """One flag per field of `cls` (values are validated by the config class itself)."""
+    for name, info in cls.model_fields.items():
+        if name in skip:
+            continue
+        flag = "--" + prefix + name.replace("_", "-")
+        kw = dict(action=argparse.BooleanOptionalAction) if info.annotation is bool else dict(metavar="VALUE")
+        s.add_argument(flag, dest=f"{group}.{name}", default=None, help=info.description, **kw)
+
+
+def _nested(given: dict, group: str) -> dict:
+    """The values given for one nested config (`--fsdp-config.cpu-offload` -> {'cpu_offload': True})."""
+    out = dict(CLI_CONFIG_DEFAULTS.get(group, {}))
+    out.update({k.split(".", 1)[1]: v for k, v in given.items() if k.startswith(group + ".")})
+    return {k: (None if v == "None" else v) for k, v in out.items()}
 
 
 def config_from_args(args: argparse.Namespace) -> TrainerConfig:
@@ -69,29 +107,59 @@ def config_from_args(args: argparse.Namespace) -> TrainerConfig:
         return scope["trainer"]
     a = {**DEFAULTS, **given}
     for required in ("dataset", "chat_template"):
-        if a.get(required) is None:
+        if a.get(required) is None and not (required == "chat_template" and a["tokenize_fn"] == "pretrain"):
             raise ValueError(f"--{required.replace('_', '-')} is required (or use --config)")
-    from ..config import AdamWConfig, FSDPConfig, LRConfig
-    from ..datasets import (DataloaderConfig, DatasetConfig, OpenaiTokenizeFunctionConfig,
-                            PretrainTokenizeFunctionConfig)
+    if a.get("float8_config") is not None:
+        raise ValueError("--float8-config is not supported by xtuner_nb: float8 training is not implemented")
+    if a["tokenize_fn"] == "ftdp":
+        raise ValueError("--tokenize-fn ftdp is not supported by xtuner_nb (XTuner's internal FTDP format); "
+                         "use openai (messages jsonl) or pretrain")
+    if a.get("load_model") is False:
+        raise ValueError("--no-load-model is not supported by xtuner_nb: a checkpoint always restores the model")
+    from ..config import AdamWConfig, FSDPConfig, LRConfig, MuonConfig
+    from ..datasets import DataloaderConfig
     from ..loss import CELossConfig
+    from .config import LoadCheckpointConfig
 
-    tok_fn = (OpenaiTokenizeFunctionConfig(chat_template=a["chat_template"], max_length=a["max_length"])
-              if a["tokenize_fn"] == "openai" else PretrainTokenizeFunctionConfig())
-    datasets = [{"dataset": DatasetConfig(anno_path=a["dataset"], cache_dir=a.get("cache_dir")), "tokenize_fn": tok_fn}]
+    loss = _nested(given, "loss_config")
+    if a.get("loss_mode") is not None:
+        loss["mode"] = a["loss_mode"]
+    if a.get("chunk_size") is not None:
+        loss["chunk_size"] = a["chunk_size"]
+    fsdp = _nested(given, "fsdp_config")
+    if a.get("recompute_ratio") is not None:
+        fsdp["recompute_ratio"] = a["recompute_ratio"]
+    load = {k: a[k] for k in ("load_optimizer_states", "load_optimizer_args", "load_dataset", "load_scheduler")
+            if a.get(k) is not None}
     return TrainerConfig(
         model_cfg=_model_cfg(a.get("model_cfg"), a.get("load_from")),
         load_from=a.get("load_from"), tokenizer_path=a.get("tokenizer_path") or a.get("load_from"),
-        dataloader_cfg=DataloaderConfig(dataset_config_list=datasets, pack_max_length=a["pack_max_length"]),
-        optim_cfg=AdamWConfig(lr=a["lr"]),
+        dataloader_cfg=DataloaderConfig(dataset_config_list=_datasets(a), **_nested(given, "dataloader_cfg")),
+        optim_cfg=AdamWConfig(lr=a["lr"], foreach=False) if a["optim"] == "AdamW" else MuonConfig(lr=a["lr"]),
         lr_cfg=LRConfig(lr_type=a["scheduler_type"], lr_min=a["lr_min"], warmup_ratio=a["warmup_ratio"]),
-        loss_cfg=CELossConfig(mode=a["loss_mode"], chunk_size=a["chunk_size"]),
-        fsdp_cfg=FSDPConfig(recompute_ratio=a["recompute_ratio"]),
+        loss_cfg=CELossConfig(**loss), fsdp_cfg=FSDPConfig(**fsdp),
         global_batch_size=a.get("global_batch_size"), total_step=a.get("total_step"), total_epoch=a.get("epoch_num"),
         work_dir=a["work_dir"], seed=a["seed"], auto_resume=bool(a.get("auto_resume")),
+        load_checkpoint_cfg=LoadCheckpointConfig(**load), async_checkpoint=bool(a.get("async_checkpoint")),
         checkpoint_interval=a.get("checkpoint_interval", -1), hf_interval=a.get("hf_interval"),
         device=a.get("device", "auto"), trust_remote_code=bool(a.get("trust_remote_code")),
     )
+
+
+def _datasets(a: dict) -> list[dict]:
+    """XTuner's --dataset: a .py file defining `datasets`, or jsonl files (one dataset per file of a folder)."""
+    from ..datasets import DatasetConfig, OpenaiTokenizeFunctionConfig, PretrainTokenizeFunctionConfig
+
+    path = Path(a["dataset"])
+    if path.suffix == ".py":
+        scope = runpy.run_path(str(path))
+        if "datasets" not in scope:
+            raise ValueError(f"{path}: a dataset config file must define `datasets`")
+        return scope["datasets"]
+    tok_fn = (OpenaiTokenizeFunctionConfig(chat_template=a["chat_template"], max_length=a["max_length"])
+              if a["tokenize_fn"] == "openai" else PretrainTokenizeFunctionConfig())
+    return [{"dataset": DatasetConfig(anno_path=path, cache_dir=a.get("cache_dir"), cache_tag=a.get("cache_tag")),
+             "tokenize_fn": tok_fn}]
 
 
 def _model_cfg(spec: str | None, load_from: Path | None):

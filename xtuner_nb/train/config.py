@@ -5,19 +5,39 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_serializer, field_validator, model_validator
 
-from ..config import AdamWConfig, FSDPConfig, LRConfig, XConfig
+from ..config import AdamWConfig, FSDPConfig, LRConfig, MuonConfig, XConfig
+from ..config.base import refused_unless_default
 from ..datasets import DataloaderConfig
-from ..loss import CELossConfig
+from ..loss import BaseLossConfig, CELossConfig
+from ..loss.config import loss_cfg_from_dump
 from ..model import LoRAConfig, Qwen3DenseConfig, TransformerConfig
+from .xtuner_hooks import HooksConfig
 
 
 class LoadCheckpointConfig(XConfig):
     checkpoint_path: Path | None = Field(None, description="A ckpt-step-N folder to start from (new experiment dir).")
     load_optimizer_states: bool = Field(True, description="Restore AdamW moments.")
+    load_optimizer_args: bool = Field(True, description="Restore the optimizer's hyperparameters (lr, betas, eps, "
+                                                        "weight_decay) saved in the checkpoint; False: keep this "
+                                                        "config's optim_cfg values.")
     load_dataset: bool = Field(True, description="Continue the data stream where the checkpoint stopped.")
     load_scheduler: bool = Field(True, description="Restore the LR schedule position.")
+    offload_optimizer_first_step: bool = refused_unless_default(
+        False, "XTuner's optimizer-state offload during the first step after a resume is not implemented; use "
+               "fsdp_cfg.cpu_offload=True")
+
+
+class ResumeConfig(XConfig):
+    """XTuner's deprecated resume config: mapped onto auto_resume and load_checkpoint_cfg (as XTuner advises)."""
+
+    resume_from: Path | None = Field(None, description="A checkpoint folder (= load_checkpoint_cfg.checkpoint_path).")
+    auto_resume: bool = Field(False, description="= TrainerConfig.auto_resume.")
+    load_optimizer_states: bool = Field(True, description="= load_checkpoint_cfg.load_optimizer_states.")
+    load_optimizer_args: bool = Field(True, description="= load_checkpoint_cfg.load_optimizer_args.")
+    load_dataset: bool = Field(True, description="= load_checkpoint_cfg.load_dataset.")
+    load_scheduler: bool = Field(True, description="= load_checkpoint_cfg.load_scheduler.")
 
 
 class EvalPrompt(XConfig):
@@ -37,9 +57,11 @@ class TrainerConfig(XConfig):
         None, description="Deprecated (XTuner): list of {'dataset': DatasetConfig, 'tokenize_fn': ...}; "
                           "overrides dataloader_cfg.dataset_config_list.")
     dataloader_cfg: DataloaderConfig = Field(default_factory=DataloaderConfig, description="Packing and batching.")
-    optim_cfg: AdamWConfig = Field(default_factory=AdamWConfig, description="Optimizer.")
+    optim_cfg: AdamWConfig | MuonConfig = Field(default_factory=AdamWConfig, description="Optimizer.")
     lr_cfg: LRConfig = Field(default_factory=LRConfig, description="Learning-rate schedule.")
-    loss_cfg: CELossConfig = Field(default_factory=CELossConfig, description="Cross-entropy mode and reduction.")
+    loss_cfg: BaseLossConfig | None = Field(
+        default_factory=CELossConfig, description="Cross-entropy mode and reduction, or a custom BaseLossConfig "
+                                                  "(None: the model config's lm_loss_cfg).")
     fsdp_cfg: FSDPConfig | None = Field(None, description="Precision, recompute and FSDP2 options (None = defaults).")
     lora_cfg: LoRAConfig | None = Field(
         None, description="Train LoRA adapters (peft) on the frozen model instead of all weights (None = full).")
@@ -57,7 +79,9 @@ class TrainerConfig(XConfig):
     checkpoint_maxkeep: int | None = Field(-1, description="Keep the newest N checkpoints (<=0 / None: keep all).")
     hf_interval: int | None = Field(None, description="HF export every N steps (None: at the end).")
     hf_max_keep: int | None = Field(None, description="Keep the newest N HF exports (None: keep all).")
-    exp_tracker: Literal["jsonl"] = Field("jsonl", description="Metrics sink (tracker.jsonl, as XTuner).")
+    exp_tracker: Literal["tensorboard", "jsonl"] = Field(
+        "jsonl", description="Metrics sink: tracker.jsonl (always written); tensorboard: also TensorBoard event "
+                             "files in the same folder (`tensorboard --logdir <log_dir>/exp_tracking`).")
     seed: int = Field(42, description="Seeds python/torch RNGs, packing and the sampler.")
     do_clip: bool = Field(True, description="Clip gradients to optim_cfg.max_grad_norm.")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when available, else CPU.")
@@ -82,6 +106,103 @@ class TrainerConfig(XConfig):
     default_hooks: list[str] | None = Field(
         None, description="Hooks the Trainer adds itself, by name (entry-point group xtuner_nb.hooks): None = "
                           "['curves_png'] plus 'dashboard' in a Jupyter kernel; [] = none.")
+    # ---- the rest of XTuner's TrainerConfig ----
+    sp_size: int = refused_unless_default(
+        1, "sequence parallelism (one sequence split over GPUs) is not implemented; lower "
+           "dataloader_cfg.pack_max_length, keep fsdp_cfg.recompute_ratio=1.0 or use CELossConfig(mode='chunk')")
+    resume_cfg: ResumeConfig | None = Field(
+        None, description="Deprecated in XTuner: mapped onto auto_resume and load_checkpoint_cfg.")
+    async_hf_export: bool = Field(False, description="Accepted; HF exports are written synchronously here (the step "
+                                                     "after an export waits for it).")
+    skip_checkpoint_validation: bool = Field(False, description="Accepted for XTuner compatibility (a DCP planner "
+                                                                "shortcut for > 512 ranks); no effect.")
+    patch_for_dcp_finish: bool = Field(False, description="Accepted for XTuner compatibility (a torch 2.7 DCP "
+                                                          "patch); no effect.")
+    async_checkpoint: bool = Field(False, description="Write checkpoint weights with torch DCP async_save while "
+                                                      "training goes on; a checkpoint counts once its weights are "
+                                                      "on disk (train_state.json is written last).")
+    snapshot_interval: int | None = Field(
+        None, ge=1, description="Also save a snapshot every N steps (checkpoints/snapshot-step-N, only the newest "
+                                "kept); auto_resume continues from the newest checkpoint or snapshot.")
+    check_health_interval: int | None = refused_unless_default(
+        None, "XTuner's GPU health check (a collective matmul test) is not implemented")
+    profile_step: list[int] | int | None = Field(
+        None, description="Steps (1-based) to profile with torch.profiler: a Chrome trace in "
+                          "<exp_dir>/profiling_time/step-N (profile_time) and a memory snapshot in "
+                          "<exp_dir>/profiling_memory/step-N (profile_memory).")
+    profile_time: bool = Field(True, description="With profile_step: write a torch.profiler Chrome trace.")
+    profile_memory: bool = Field(False, description="With profile_step: write a memory snapshot (CUDA allocator "
+                                                    "history; on CPU the profiler's memory timeline).")
+    intra_layer_micro_batch: int = refused_unless_default(
+        1, "XTuner splits a micro batch inside a layer to overlap MoE communication; dense models here: use "
+           "global_batch_size")
+    debug: bool = Field(False, description="Log DEBUG lines on the console too (XTuner's debug mode).")
+    prober_list: list[str] = refused_unless_default(
+        [], "XTuner's numeric probers are not implemented; use hooks (HooksConfig.after_train_step)",
+        default_factory=list)
+    grad_norm_dtype: str = Field("float32", description="Dtype of the gradient-norm accumulation: float32 or "
+                                                        "float64 (torch.float32 / torch.float64 accepted).")
+    hooks_config: HooksConfig = Field(default_factory=HooksConfig,
+                                      description="XTuner's hooks: callables after a train step and after saves.")
+    internal_metrics_cfg: Any = refused_unless_default(
+        None, "XTuner's internal model metrics (per-layer statistics) are not implemented; use hooks")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _backend_alias(cls, data):
+        """XTuner's Trainer takes `backend=`; its TrainerConfig names the same thing `dist_backend`."""
+        if isinstance(data, dict) and "backend" in data:
+            data = dict(data)
+            backend = data.pop("backend")
+            if data.get("dist_backend") not in (None, backend):
+                raise ValueError(f"backend={backend!r} and dist_backend={data['dist_backend']!r} disagree")
+            data["dist_backend"] = backend
+        return data
+
+    @field_validator("loss_cfg", mode="before")
+    @classmethod
+    def _loss_from_dump(cls, v):
+        return loss_cfg_from_dump(v)
+
+    @field_validator("grad_norm_dtype", mode="before")
+    @classmethod
+    def _dtype_name(cls, v):
+        name = str(v).removeprefix("torch.")
+        if name not in ("float32", "float64"):
+            raise ValueError(f"grad_norm_dtype {v} is not supported, must be 'float32' or 'float64' (as XTuner)")
+        return name
+
+    @field_validator("profile_step", mode="before")
+    @classmethod
+    def _profile_steps(cls, v):
+        return [v] if isinstance(v, int) else v
+
+    @field_validator("optim_cfg")
+    @classmethod
+    def _no_muon(cls, v):
+        if isinstance(v, MuonConfig):
+            raise ValueError("MuonConfig is not supported by xtuner_nb: XTuner's Muon (Newton-Schulz updates for "
+                             "matrices, AdamW for the rest) is not implemented; use AdamWConfig")
+        return v
+
+    @model_validator(mode="after")
+    def _apply_resume_cfg(self):
+        """XTuner reads only resume_cfg.auto_resume; here its other fields fill load_checkpoint_cfg too."""
+        r = self.resume_cfg
+        if r is None:
+            return self
+        if r.auto_resume and not self.auto_resume:
+            self.__dict__["auto_resume"] = True
+        if r.resume_from is not None and self.load_checkpoint_cfg.checkpoint_path is None:
+            self.__dict__["load_checkpoint_cfg"] = self.load_checkpoint_cfg.model_copy(update=dict(
+                checkpoint_path=r.resume_from, load_optimizer_states=r.load_optimizer_states,
+                load_optimizer_args=r.load_optimizer_args, load_dataset=r.load_dataset,
+                load_scheduler=r.load_scheduler))
+        return self
+
+    def effective_loss_cfg(self) -> BaseLossConfig:
+        """XTuner's rule: the Trainer's loss_cfg, or the model config's lm_loss_cfg when loss_cfg is None."""
+        return self.loss_cfg if self.loss_cfg is not None else self.model_cfg.lm_loss_cfg
 
     @field_validator("eval_prompts", mode="before")
     @classmethod

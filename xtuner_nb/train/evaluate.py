@@ -47,7 +47,7 @@ def build_evaluator(trainer: "Trainer") -> "Evaluator | None":
 class Evaluator:
     def __init__(self, trainer: "Trainer"):
         cfg = trainer.config
-        self.tokenizer, self.dist, self.loss_cfg = trainer.tokenizer, trainer.dist, cfg.loss_cfg
+        self.tokenizer, self.dist, self.loss_cfg = trainer.tokenizer, trainer.dist, _eval_loss_cfg(cfg)
         self.match, self.max_new_tokens = cfg.eval_match, cfg.eval_max_new_tokens
         self.loader = None
         if cfg.eval_dataloader_cfg is not None:
@@ -266,3 +266,11 @@ def _strip_stop(new: list[int], stop_seqs: list[list[int]]) -> list[int]:
         if len(new) >= len(s) and new[-len(s):] == s:
             return new[:-len(s)]
     return new
+
+
+def _eval_loss_cfg(cfg):
+    """The eval loss is cross-entropy: the run's CELossConfig, or a default one when training uses a custom loss."""
+    from ..loss import CELossConfig
+
+    loss_cfg = cfg.effective_loss_cfg()
+    return loss_cfg if type(loss_cfg) is CELossConfig else CELossConfig(ignore_idx=loss_cfg.ignore_idx)

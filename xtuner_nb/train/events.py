@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 EVENTS = ("on_fit_begin", "on_step_end", "on_eval_end", "on_save", "on_fit_end")
 EndReason = Literal["finished", "stopped", "interrupted", "error"]
-SaveKind = Literal["checkpoint", "hf"]
+SaveKind = Literal["checkpoint", "hf", "snapshot"]
 
 
 @dataclass

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..loss import CELossConfig, loss_weights
+from ..loss import BaseLossConfig, CELossConfig, loss_weights
 from .dist import all_reduce_sum
 
 
@@ -35,8 +35,10 @@ class StepResult:
     attn_len: float  # sum(len_i^2)/sum(len_i): the effective attended length, for FLOPs
 
 
-def forward_backward(model: nn.Module, packs: list[dict], loss_cfg: CELossConfig, device: torch.device,
+def forward_backward(model: nn.Module, packs: list[dict], loss_cfg: BaseLossConfig, device: torch.device,
                      world_size: int, autocast_dtype: torch.dtype | None) -> StepResult:
+    if type(loss_cfg) is not CELossConfig:
+        return _custom_loss_forward_backward(model, packs, loss_cfg, device, world_size, autocast_dtype)
     weights = [loss_weights(p["shifted_labels"], p["cu_seq_lens"], loss_cfg.loss_reduction, loss_cfg.ignore_idx)
                .to(device) for p in packs]
     local_denom = torch.stack([w.sum() for w in weights]).sum().double()
@@ -65,13 +67,41 @@ def forward_backward(model: nn.Module, packs: list[dict], loss_cfg: CELossConfig
     )
 
 
+def _custom_loss_forward_backward(model: nn.Module, packs: list[dict], loss_cfg: BaseLossConfig,
+                                  device: torch.device, world_size: int,
+                                  autocast_dtype: torch.dtype | None) -> StepResult:
+    """XTuner's loss interface: `loss_cfg.build(data)` per pack, `build_batches` over the step's packs (the
+    context calibrates, e.g. divides by the step's loss tokens), then `ctx(hidden, lm_head.weight)` per pack."""
+    ctxs = [loss_cfg.build({k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in p.items()})
+            for p in packs]
+    ctxs = type(ctxs[0]).build_batches(ctxs, cu_seq_lens_list=[p["cu_seq_lens"].to(device) for p in packs],
+                                       sp_mesh=None)
+    local_sum = torch.zeros((), dtype=torch.float64, device=device)
+    fsdp = hasattr(model, "set_requires_gradient_sync")
+    for i, (pack, ctx) in enumerate(zip(packs, ctxs)):
+        if fsdp:
+            model.set_requires_gradient_sync(i == len(packs) - 1)
+        with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+            loss = model(**pack_inputs(pack, device), loss_ctx=ctx)
+        (loss * world_size if world_size > 1 else loss).backward()
+        local_sum += loss.detach().double()
+    reduced = all_reduce_sum(local_sum.clone())
+    lens = torch.cat([p["cu_seq_lens"].diff() for p in packs]).double()
+    real = lens.sum().item() - sum(int(p["num_padding"]) for p in packs)
+    return StepResult(reduced_loss=float(reduced), local_loss=float(local_sum), text_tokens=int(real),
+                      loss_tokens=int(sum(int((p["shifted_labels"] != loss_cfg.ignore_idx).sum()) for p in packs)),
+                      attn_len=float((lens ** 2).sum() / lens.sum()) if lens.sum() > 0 else 0.0)
+
+
 def clip_and_step(model: nn.Module, optimizer: torch.optim.Optimizer, max_norm: float, do_clip: bool,
-                  skip_threshold: float | None) -> tuple[float, bool]:
-    """Global L2 grad norm (DTensor-aware), clip, then step -- or skip the update on NaN/Inf (or over threshold).
+                  skip_threshold: float | None, norm_dtype: torch.dtype = torch.float32) -> tuple[float, bool]:
+    """Global L2 grad norm (DTensor-aware; accumulated in `norm_dtype`, XTuner's grad_norm_dtype), clip, then
+    step -- or skip the update on NaN/Inf (or over threshold).
 
     Returns (grad_norm, updated)."""
     params = [p for p in model.parameters() if p.grad is not None]
-    norm = torch.nn.utils.get_total_norm([p.grad for p in params], norm_type=2.0, foreach=None)
+    grads = [p.grad if norm_dtype == torch.float32 else p.grad.to(norm_dtype) for p in params]
+    norm = torch.nn.utils.get_total_norm(grads, norm_type=2.0, foreach=None)
     if hasattr(norm, "full_tensor"):
         norm = norm.full_tensor()
     value = float(norm)

@@ -28,6 +28,7 @@ from .metrics import step_metrics
 from .multinode import describe_node
 from .step import clip_and_step, forward_backward
 from .tracker import JsonlTracker, format_step_line, setup_logging, set_console_level
+from .xtuner_hooks import xtuner_hook_factories
 
 
 class Trainer:
@@ -42,6 +43,7 @@ class Trainer:
         build.seed_everything(cfg.seed)
         self.work_dir, self.exp_dir, self.log_dir = checkpointing.open_experiment(cfg, self.dist)
         self.logger = setup_logging(self.log_dir, self.dist.rank)
+        set_console_level(10 if cfg.debug else 20)  # XTuner's debug=True: DEBUG lines on the console
         self.logger.info(f"exp_dir: {self.exp_dir}  device: {self.dist.device}  {describe_node(self.dist)}")
         build.warn_if_memory_is_held(cfg, self.dist, self.logger)
         self.tokenizer = build.build_tokenizer(cfg, self.logger)
@@ -178,8 +180,9 @@ class Trainer:
             reason = "error"
             raise
         finally:
+            checkpointing.finish_pending_save(self)  # async_checkpoint: the last save completes
             restore()
-            set_console_level(20)
+            set_console_level(10 if self.config.debug else 20)
             self._time_offset += time.time() - fit_start
             call_hooks(hooks, "on_fit_end", self.state, reason, control)
         self._end_message(reason)
@@ -192,9 +195,10 @@ class Trainer:
         if dev.type == "cuda":
             torch.cuda.reset_peak_memory_stats(dev)
         lr = self.optimizer.param_groups[0]["lr"]  # the lr this step uses (read before scheduler.step)
-        res = forward_backward(self.model, packs, cfg.loss_cfg, dev, self.dist.world_size, self.autocast_dtype)
+        res = forward_backward(self.model, packs, cfg.effective_loss_cfg(), dev, self.dist.world_size,
+                               self.autocast_dtype)
         grad_norm, updated = clip_and_step(self.model, self.optimizer, cfg.optim_cfg.max_grad_norm, cfg.do_clip,
-                                           cfg.optim_cfg.skip_grad_norm_threshold)
+                                           cfg.optim_cfg.skip_grad_norm_threshold, getattr(torch, cfg.grad_norm_dtype))
         if not updated:
             self.logger.warning(f"step {self.cur_step + 1}: grad norm {grad_norm} -> update skipped")
         self.lr_scheduler.step()
@@ -228,7 +232,8 @@ class Trainer:
             self.tracker.write(row)
 
     def _fit_hooks(self) -> list[Hook]:
-        extra = [h for f in self.default_hook_factories if (h := f(self)) is not None]
+        # XTuner's profile_step / exp_tracker="tensorboard" / hooks_config, then the default hooks
+        extra = [h for f in xtuner_hook_factories() + self.default_hook_factories if (h := f(self)) is not None]
         return [h for h in self.hooks + extra if self.dist.is_main or not getattr(h, "main_process_only", True)]
 
     def _maybe_evaluate(self, hooks: list[Hook], control: Control) -> None:
@@ -262,7 +267,7 @@ class Trainer:
     def _oom_advice(self) -> str:
         return ("Out of GPU memory; memory was freed, the kernel can keep going. Lower one of: "
                 f"dataloader_cfg.pack_max_length, use loss_cfg=CELossConfig(mode='chunk') "
-                f"(now {self.config.loss_cfg.mode!r}), fsdp_cfg.recompute_ratio=1.0 "
+                f"(now {self.config.effective_loss_cfg().mode!r}), fsdp_cfg.recompute_ratio=1.0 "
                 f"(now {self.fsdp_cfg.recompute_ratio}), or train LoRA adapters instead of all weights.")
 
 
@@ -271,6 +276,9 @@ def config_with_overrides(cfg: TrainerConfig | None, fields: dict[str, Any]) -> 
     applies the fields as overrides of `cfg` (validated; an unknown name is an error, never silently ignored)."""
     if cfg is None:
         return TrainerConfig(**fields)
+    if "backend" in fields:  # XTuner's Trainer argument for TrainerConfig.dist_backend
+        fields = dict(fields)
+        fields["dist_backend"] = fields.pop("backend")
     unknown = sorted(set(fields) - set(type(cfg).model_fields))
     if unknown:
         raise TypeError(f"Trainer(trainer_cfg=..., {', '.join(f'{k}=...' for k in unknown)}): not TrainerConfig "

@@ -1,0 +1,298 @@
+"""Write the generated tables of docs/en/xtuner_compat.md and docs/zh_cn/xtuner_compat.md.
+
+One row per XTuner v1 public name (from `tools/xtuner_v1_names.json`, read from XTuner's source) compared with this
+code base (imported): module paths, package names, config fields with their defaults, and `xtuner sft` CLI flags.
+A field's status comes from the field itself: `refused_unless_default` fields are "not supported" with their reason,
+fields whose description says they have no effect are "accepted, no effect", a different default is "different".
+`tests/compat/test_xtuner_compat.py` fails while a page is stale:
+
+    .venv/bin/python tools/build_compat_page.py
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+NAMES = json.loads((ROOT / "tools" / "xtuner_v1_names.json").read_text(encoding="utf-8"))
+BEGIN, END = "<!-- BEGIN GENERATED TABLE (tools/build_compat_page.py) -->", "<!-- END GENERATED TABLE -->"
+
+# XTuner classes that have another name here (abstract bases map onto the one concrete class of this project)
+CLASS_MAP = {
+    "xtuner.v1.model.base.TransformerConfig": "xtuner_nb.model.Qwen3DenseConfig",
+    "xtuner.v1.model.base.XTunerBaseModelConfig": "xtuner_nb.model.Qwen3DenseConfig",
+    "xtuner.v1.model.base.HFSaveCfg": "xtuner_nb.model.HFSaveCfg",
+    "xtuner.v1.datasets.config.BaseDataloaderConfig": "xtuner_nb.datasets.DataloaderConfig",
+    "xtuner.v1.train.trainer.ResumeConfig": "xtuner_nb.train.ResumeConfig",
+    "xtuner.v1.train.trainer.LoadCheckpointConfig": "xtuner_nb.train.LoadCheckpointConfig",
+    "xtuner.v1.train.trainer.TrainerConfig": "xtuner_nb.train.TrainerConfig",
+    "xtuner.v1.train.trainer.HooksConfig": "xtuner_nb.train.HooksConfig",
+}
+SKIP_CLASSES = {"xtuner.v1.train.arguments.arguments.TrainingArguments"}  # its fields are the CLI flag rows
+
+# Why a default differs on purpose (class name, field) -> reason
+DIFFERENT_DEFAULTS = {
+    ("MHAConfig", "qk_norm"): "True here: transformers' Qwen3 always has q/k norms (XTuner's Qwen3 presets set True)",
+    ("Qwen3DenseConfig", "*"): "XTuner's Qwen3DenseConfig has no defaults for the model shape; here they are "
+                               "Qwen3-8B's",
+    ("TransformerConfig", "*"): "XTuner's TransformerConfig has no defaults for the model shape; here they are "
+                                "Qwen3-8B's (Qwen3DenseConfig)",
+    ("XTunerBaseModelConfig", "*"): "see Qwen3DenseConfig",
+    ("Qwen3DenseConfig", "rope_parameters_cfg"): "rope_theta 1e6 here (Qwen3's); XTuner's base class has 10000",
+    ("TransformerConfig", "rope_parameters_cfg"): "rope_theta 1e6 here (Qwen3's); XTuner's base class has 10000",
+    ("MHAConfig", "num_attention_heads"): "required in XTuner; Qwen3-8B's value here",
+    ("MHAConfig", "num_key_value_heads"): "required in XTuner; Qwen3-8B's value here",
+    ("MHAConfig", "head_dim"): "required in XTuner; Qwen3-8B's value here",
+    ("TrainerConfig", "dataloader_cfg"): "required in XTuner; DataloaderConfig() here",
+    ("TrainerConfig", "optim_cfg"): "required in XTuner; AdamWConfig() here",
+    ("TrainerConfig", "lr_cfg"): "required in XTuner; LRConfig() here",
+    ("TrainerConfig", "global_batch_size"): "required in XTuner; None (one pack per rank) here",
+    ("TrainerConfig", "work_dir"): "XTuner resolves None to the current folder; here to ./work_dir",
+    ("TrainerConfig", "grad_norm_dtype"): "stored as the name 'float32' (torch.float32 is accepted)",
+    ("FSDPConfig", "param_dtype"): "stored as the name 'bfloat16' (torch dtypes are accepted)",
+    ("FSDPConfig", "reduce_dtype"): "stored as the name 'bfloat16' (torch dtypes are accepted)",
+    ("DatasetConfig", "anno_path"): "stored as a string (Path accepted)",
+}
+# Fields implemented in another way than XTuner's (class name, field) -> how
+IMPLEMENTED_DIFFERENTLY = {
+    ("TrainerConfig", "exp_tracker"): "'tensorboard' writes TensorBoard event files next to tracker.jsonl (which is "
+                                      "always written: resume and `trainer.history` read it)",
+    ("TrainerConfig", "async_hf_export"): "accepted; HF exports are written synchronously",
+    ("TrainerConfig", "resume_cfg"): "mapped onto auto_resume and load_checkpoint_cfg (XTuner reads only its "
+                                     "auto_resume)",
+    ("TrainerConfig", "profile_step"): "steps are 1-based; the profile spans the end of step N-1 to the end of step N",
+    ("TrainerConfig", "profile_memory"): "CUDA: allocator snapshot as XTuner; CPU: the profiler's memory timeline",
+    ("TrainerConfig", "debug"): "DEBUG lines on the console",
+    ("TrainerConfig", "work_dir"): "None means ./work_dir here (XTuner: the current folder)",
+    ("TrainerConfig", "snapshot_interval"): "checkpoints/snapshot-step-N, only the newest kept; auto_resume takes the "
+                                            "newest checkpoint or snapshot",
+    ("TrainerConfig", "async_checkpoint"): "torch DCP async_save; the checkpoint counts (train_state.json) once its "
+                                           "weights are written, at the next save or the end of fit",
+    ("CELossConfig", "mode"): "'liger' needs the liger-kernel package (CUDA) and is refused without it",
+    ("CELossConfig", "chunk_size"): "None is accepted in eager mode (ignored) and refused in chunk mode, as XTuner "
+                                    "asserts",
+    ("TrainerConfig", "loss_cfg"): "also takes a custom BaseLossConfig; None: the model config's lm_loss_cfg",
+    ("HooksConfig", "after_train_step"): "called after the optimizer step; train_step_info is the metrics row",
+    ("BaseLossConfig", "mode"): "chunk mode of a custom loss runs loss_fn per chunk (no recompute in the backward)",
+    ("MHAConfig", "attn_impl"): "flash_attention / flex_attention / eager_attention all run the packed varlen "
+                                "attention (flash kernel on CUDA, per-sample SDPA on CPU); sdpa / eager / varlen are "
+                                "this project's names",
+    ("FSDPConfig", "torch_compile"): "accepted, not applied (layers run eagerly)",
+}
+
+# Package names (module __all__ entries) that do not exist here, by pattern -> why
+MISSING_NAME_WHY = [
+    (r"MoE|Moe|Balancing|ZLoss|Router|AuxLoss|GreedyRouter", "MoE models are not supported (dense Qwen3 only)"),
+    (r"VL|Intern|Vision|MLLM|mllm|vl_|Qwen3_5|GptOss|Glm|DeepSeek|Qwen2", "only Qwen3 dense text models are supported"),
+    (r"RL|LogProb|MTP", "RL and multi-token prediction are not supported"),
+    (r"FTDP|Ftdp", "XTuner's internal FTDP data format is not supported; use OpenAI messages jsonl"),
+    (r"Muon|GenerateConfig", "not implemented (see the config rows)"),
+]
+STATUS = {"en": {"same": "same", "different": "different", "no effect": "accepted, no effect",
+                 "refused": "not supported", "missing": "missing"},
+          "zh_cn": {"same": "相同", "different": "不同", "no effect": "接受，无作用", "refused": "不支持",
+                    "missing": "没有"}}
+HEADER = {"en": "| XTuner v1 name | Kind | Here | Notes |\n|---|---|---|---|",
+          "zh_cn": "| XTuner v1 名称 | 类别 | 本项目 | 说明 |\n|---|---|---|---|"}
+
+
+def ours(xtuner_path: str) -> str:
+    return CLASS_MAP.get(xtuner_path, xtuner_path.replace("xtuner.v1.", "xtuner_nb."))
+
+
+def resolve(dotted: str) -> Any:
+    module, _, attr = dotted.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError):
+        return None
+
+
+def importable(module: str) -> bool:
+    try:
+        importlib.import_module(module)
+        return True
+    except ImportError:
+        return False
+
+
+def eval_default(expr: str | None, namespace: dict[str, Any]) -> Any:
+    """XTuner's default expression evaluated with this project's classes (e.g. `CELossConfig(mode='chunk')`)."""
+    import torch
+
+    if expr is None:
+        return None
+    return eval(expr, {"torch": torch, **namespace})  # noqa: S307 - our own generated list of default expressions
+
+
+def namespace() -> dict[str, Any]:
+    import xtuner_nb.config as c
+    import xtuner_nb.loss as lo
+    import xtuner_nb.model as m
+    import xtuner_nb.train as t
+
+    return {n: getattr(mod, n) for mod in (c, lo, m, t) for n in mod.__all__ if not n.startswith("_")}
+
+
+def plain(value: Any) -> Any:
+    from xtuner_nb.config.base import _dump
+
+    text = str(value)
+    if text.startswith("torch."):
+        return text.removeprefix("torch.")
+    return _dump(value, False)
+
+
+def field_rows() -> list[tuple[str, str, str, str]]:
+    """(name, kind, status key, note) for every field of every XTuner config class."""
+    from xtuner_nb.config.base import REFUSED_KEY
+
+    ns, rows = namespace(), []
+    for path, cls_info in NAMES["classes"].items():
+        if path in SKIP_CLASSES:
+            continue
+        cls = resolve(ours(path))
+        name = cls_info["name"]
+        if cls is None:
+            rows.append((f"`{path}`", "class", "missing", "not implemented"))
+            continue
+        rows.append((f"`{path}`", "class", "same", f"`{cls.__module__}.{cls.__name__}`"))
+        for field, f in cls_info["fields"].items():
+            label = f"`{name}.{field}`"
+            info = getattr(cls, "model_fields", {}).get(field)
+            if info is None:
+                rows.append((label, "field", "missing", "not accepted"))
+                continue
+            extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+            if REFUSED_KEY in extra:
+                rows.append((label, "field", "refused", f"only XTuner's default; {extra[REFUSED_KEY]}"))
+                continue
+            desc = info.description or ""
+            why = DIFFERENT_DEFAULTS.get((name, field)) or DIFFERENT_DEFAULTS.get((name, "*"))
+            ours_default = info.get_default(call_default_factory=True) if not info.is_required() else None
+            if f["required"] or f["default"] is None:
+                same = info.is_required() or why is None
+            else:
+                try:
+                    same = plain(eval_default(f["default"], ns)) == plain(ours_default)
+                except Exception:  # an XTuner-only expression
+                    same = False
+            how = IMPLEMENTED_DIFFERENTLY.get((name, field))
+            if same and how:
+                rows.append((label, "field", "different", how))
+            elif not same:
+                rows.append((label, "field", "different",
+                             why or f"default {plain(ours_default)!r} here, `{f['default']}` in XTuner"))
+            elif "no effect" in desc or "not applied" in desc:
+                rows.append((label, "field", "no effect", desc))
+            else:
+                rows.append((label, "field", "same", ""))
+    return rows
+
+
+def module_rows() -> list[tuple[str, str, str, str]]:
+    rows = []
+    modules = sorted(set(NAMES["packages"]) | {c["module"] for c in NAMES["classes"].values()})
+    for mod in modules:
+        if mod == "xtuner.v1.train.arguments.arguments":
+            rows.append((f"`{mod}`", "module", "different", "the CLI flags are parsed in `xtuner_nb.train.cli`"))
+            continue
+        here = mod.replace("xtuner.v1.", "xtuner_nb.")
+        rows.append((f"`{mod}`", "module", "same" if importable(here) else "missing", f"`{here}`"))
+    for pkg, names in NAMES["packages"].items():
+        mod = importlib.import_module(pkg.replace("xtuner.v1.", "xtuner_nb."))
+        for n in names:
+            if hasattr(mod, n):
+                rows.append((f"`{pkg}.{n}`", "name", "same", ""))
+            else:
+                why = next((w for pat, w in MISSING_NAME_WHY if re.search(pat, n)), "not implemented")
+                rows.append((f"`{pkg}.{n}`", "name", "refused", why))
+    return rows
+
+
+def preset_rows() -> list[tuple[str, str, str, str]]:
+    from xtuner_nb.model import MODEL_PRESETS, get_model_config
+
+    rows = []
+    for alias in NAMES["model_presets"]:
+        try:
+            cfg = get_model_config(alias)
+            rows.append((f"`get_model_config({alias!r})`", "preset", "same", f"`{type(cfg).__name__}`"))
+        except ValueError:
+            rows.append((f"`get_model_config({alias!r})`", "preset", "refused",
+                         "not a Qwen3 dense model (MoE / vision-language / other architecture)"))
+    return rows
+
+
+CLI_NOTES = {
+    "--tokenize-fn": "openai and (ours) pretrain; ftdp is refused (XTuner's internal format)",
+    "--optim": "AdamW; Muon is refused (not implemented)",
+    "--float8-config": "refused: float8 training is not implemented",
+    "--load-model": "only true (a checkpoint always restores the model)",
+    "--chat-template": "XTuner's names plus this project's templates",
+}
+
+
+CLI_REFUSED = {"--dataset-config-list": "a list of dataset configs is not given on the command line here; use "
+                                         "--dataset with a .py file defining `datasets`"}
+
+
+def cli_rows() -> list[tuple[str, str, str, str]]:
+    from xtuner_nb.train.cli import build_parser
+
+    sft = build_parser()._subparsers._group_actions[0].choices["sft"]
+    known = {o for a in sft._actions for o in a.option_strings}
+    rows = []
+    for f in NAMES["cli_sft_flags"]:
+        flag = f["flag"]
+        if flag in CLI_REFUSED:
+            rows.append((f"`{flag}`", "CLI flag", "refused", CLI_REFUSED[flag]))
+        elif flag not in known:
+            rows.append((f"`{flag}`", "CLI flag", "missing", "not accepted"))
+        elif flag in CLI_NOTES:
+            rows.append((f"`{flag}`", "CLI flag", "different", CLI_NOTES[flag]))
+        else:
+            rows.append((f"`{flag}`", "CLI flag", "same", "values are checked by the config field of the same name"
+                         if "." in flag else ""))
+    return rows
+
+
+def all_rows() -> list[tuple[str, str, str, str]]:
+    return module_rows() + field_rows() + preset_rows() + cli_rows()
+
+
+def table(lang: str) -> str:
+    lines = [HEADER[lang]]
+    for name, kind, status, note in all_rows():
+        note = note.replace("|", "\\|").replace("\n", " ")
+        lines.append(f"| {name} | {kind} | {STATUS[lang][status]} | {note} |")
+    src = NAMES["source"]
+    stamp = (f"Generated from {src['repository']} at commit `{src['commit'][:12]}` "
+             f"({len(lines) - 1} rows)." if lang == "en" else
+             f"由 {src['repository']} 的提交 `{src['commit'][:12]}` 生成（共 {len(lines) - 1} 行）。")
+    return f"{BEGIN}\n\n{stamp}\n\n" + "\n".join(lines) + f"\n\n{END}"
+
+
+def page_path(lang: str) -> Path:
+    return ROOT / "docs" / lang / "xtuner_compat.md"
+
+
+def render(lang: str, text: str) -> str:
+    head, _, rest = text.partition(BEGIN)
+    _, _, tail = rest.partition(END)
+    return head + table(lang) + tail
+
+
+def main() -> None:
+    for lang in ("en", "zh_cn"):
+        path = page_path(lang)
+        path.write_text(render(lang, path.read_text(encoding="utf-8")), encoding="utf-8")
+        print(f"wrote {path.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""XTuner v1's module path `xtuner.v1.module` for the config classes user code imports from it (re-exports)."""
