@@ -84,6 +84,10 @@ IMPLEMENTED_DIFFERENTLY = {
     ("FSDPConfig", "torch_compile"): "accepted, not applied (layers run eagerly)",
 }
 
+# XTuner fields that are class attributes here (accepted as arguments when None or equal to the class's value)
+CLASS_ATTRIBUTE_FIELDS = {"model_type": "a class attribute here (config.json's model_type, e.g. 'qwen3'); None or "
+                                        "the class's own value is accepted as an argument"}
+
 # Package names (module __all__ entries) that do not exist here, by pattern -> why
 MISSING_NAME_WHY = [
     (r"MoE|Moe|Balancing|ZLoss|Router|AuxLoss|GreedyRouter", "MoE models are not supported (dense Qwen3 only)"),
@@ -164,6 +168,9 @@ def field_rows() -> list[tuple[str, str, str, str]]:
         for field, f in cls_info["fields"].items():
             label = f"`{name}.{field}`"
             info = getattr(cls, "model_fields", {}).get(field)
+            if info is None and field in CLASS_ATTRIBUTE_FIELDS:
+                rows.append((label, "field", "different", CLASS_ATTRIBUTE_FIELDS[field]))
+                continue
             if info is None:
                 rows.append((label, "field", "missing", "not accepted"))
                 continue
