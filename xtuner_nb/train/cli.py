@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from ..start_cli import add_commands as add_start_commands
+from .cli_export import add_export_gguf_parser
 from .config import TrainerConfig
 
 DEFAULTS = dict(chat_template=None, tokenize_fn="openai", max_length=4096, pack_max_length=4096, lr=6e-5,
@@ -55,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", choices=["auto", "cpu", "cuda"])
     s.add_argument("--trust-remote-code", action="store_true", default=None,
                    help="let the tokenizer folder run the Python code it ships (off by default)")
+    add_export_gguf_parser(sub)
     return p
 
 
@@ -110,7 +112,7 @@ def _model_cfg(spec: str | None, load_from: Path | None):
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if hasattr(args, "run"):  # a command from start_cli
+    if hasattr(args, "run"):  # a command that brings its own runner (start_cli, cli_export)
         return args.run(args)
     try:
         cfg = config_from_args(args)
