@@ -227,7 +227,7 @@ def report(runs: list[dict], systems: list[str], info: dict, args, elapsed: floa
         cpu = med[o]["tokens_per_cpu_s"] / med[s]["tokens_per_cpu_s"]
         verdicts[s] = {"vs": o, "speed_ratio": speed, "memory_ratio": mem, "speed_target": target,
                        "speed_met": ok_speed, "memory_met": ok_mem, "cpu_time_ratio": cpu}
-        print(f"{o} vs {s:<16} tokens/s {speed:5.2f}x (target >= {target}x: {'met' if ok_speed else 'MISSED'})"
+        print(f"{o + ' vs ' + s:<30} tokens/s {speed:5.2f}x (target >= {target}x: {'met' if ok_speed else 'MISSED'})"
               f"   peak RSS {mem:5.2f}x (target <= 1.00x: {'met' if ok_mem else 'MISSED'})"
               f"   tokens per CPU-second {cpu:5.2f}x")
     print(f"\nwhole script: {elapsed / 60:.1f} min; machine: {platform.machine()} {os.cpu_count()} cores, "
