@@ -280,11 +280,12 @@ def eval_loss(model, samples: list[tuple[list[int], list[int]]], device: str = "
 # ---- the systems --------------------------------------------------------------------------------------------------
 def run_ours(init: Path | None, train_jsonl: Path, model_cfg, *, pack_len: int, lr: float, work_dir: Path,
              tokenizer_path: Path | None = None, device: str = "cpu", recompute_ratio: float = 0.0,
-             total_step: int | None = None, warmup: int = 1) -> dict[str, Any]:
+             total_step: int | None = None, warmup: int = 1, lora_cfg=None) -> dict[str, Any]:
     """xtuner_nb's Trainer: soft packing to `pack_len`, varlen attention, chunked CE, one pack per step.
 
     `init`: the HF folder to start from (None: the Trainer's own random init). On CUDA the Trainer trains fp32
     master weights under bf16 autocast; `max_memory_gb` is the largest per-step `torch.cuda.max_memory_allocated`.
+    `lora_cfg`: an `xtuner_nb.model.LoRAConfig` to train adapters only.
     """
     from xtuner_nb.config import AdamWConfig, FSDPConfig, LRConfig
     from xtuner_nb.datasets import DataloaderConfig, DatasetConfig, OpenaiTokenizeFunctionConfig
@@ -317,7 +318,7 @@ def run_ours(init: Path | None, train_jsonl: Path, model_cfg, *, pack_len: int, 
             pack_max_length=pack_len),
         optim_cfg=AdamWConfig(lr=lr, betas=(0.9, 0.95), weight_decay=0.01, max_grad_norm=1.0),
         lr_cfg=LRConfig(lr_type="constant", warmup_ratio=0), loss_cfg=CELossConfig(mode="chunk"),
-        fsdp_cfg=FSDPConfig(recompute_ratio=recompute_ratio), global_batch_size=1,
+        fsdp_cfg=FSDPConfig(recompute_ratio=recompute_ratio), global_batch_size=1, lora_cfg=lora_cfg,
         total_step=total_step, total_epoch=None if total_step else 1, work_dir=work_dir,
         debug_skip_save=True, device=device, seed=42)
     build_s = time.perf_counter() - t0
@@ -338,11 +339,13 @@ def run_ours(init: Path | None, train_jsonl: Path, model_cfg, *, pack_len: int, 
 def run_trl(init: Path | None, train_jsonl: Path, *, mode: str, pack_len: int, batch_size: int, lr: float,
             out_dir: Path, model_cfg=None, tokenizer_path: Path | None = None, device: str = "cpu",
             gradient_checkpointing: bool = False, bf16: bool = False, attn_implementation: str = "sdpa",
-            max_steps: int | None = None, max_length: int | None = None, warmup: int = 1) -> dict[str, Any]:
+            max_steps: int | None = None, max_length: int | None = None, warmup: int = 1,
+            peft_config=None) -> dict[str, Any]:
     """TRL SFTTrainer. mode='padding': its default collator (pad to the longest in the batch);
     mode='packing': packing=True with the default bfd strategy, which turns padding-free on.
 
     `init`: the HF folder to start from; None: a random init of `model_cfg` (its transformers config).
+    `peft_config`: a `peft.LoraConfig`, handed to SFTTrainer (which wraps the model in peft itself).
     """
     import dataclasses
 
@@ -364,7 +367,6 @@ def run_trl(init: Path | None, train_jsonl: Path, *, mode: str, pack_len: int, b
         with torch.device("cuda" if device == "cuda" else "cpu"):  # random init where it will train (faster)
             model = AutoModelForCausalLM.from_config(hf, dtype=torch.float32, attn_implementation=attn_implementation)
     log, seen_loss = StepLog(pad_id=tok.pad_token_id), {}
-    log.attach(model)
 
     class Timer(TrainerCallback):
         def on_step_begin(self, args, state, control, **kw):
@@ -390,8 +392,10 @@ def run_trl(init: Path | None, train_jsonl: Path, *, mode: str, pack_len: int, b
     records = read_jsonl(train_jsonl)
     t0 = time.perf_counter()
     trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(records), processing_class=tok,
-                         callbacks=[Timer()])
+                         callbacks=[Timer()], peft_config=peft_config)
     build_s = time.perf_counter() - t0
+    # the outermost module TRL calls (a peft wrapper reaches the base model's forward without its hooks)
+    log.attach(trainer.model)
     rss_before = peak_rss_gib()
     trainer.train()
     peak = device_peak_flops(device, torch.bfloat16) if device == "cuda" and bf16 else None

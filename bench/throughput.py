@@ -2,6 +2,9 @@
 
     .venv/bin/python bench/throughput.py            # hidden 512, 8 layers, 32k vocab: about 10 min on 2 quiet cores
     .venv/bin/python bench/throughput.py --hidden 256 --layers 4 --samples 16 --reps 1   # a quick look (2 min)
+    .venv/bin/python bench/throughput.py --model smollm2-135m-instruct    # the real pretrained model, full and LoRA
+    .venv/bin/python bench/throughput.py --model smollm2-135m-instruct --samples 8 --pack-len 1024 --max-steps 3 \
+        --reps 1 --eval-samples 0                                        # a short check that it runs (~10 min)
 
 Systems, each trained for one epoch over the same conversations, from the same fp32 random-init checkpoint:
   ours         xtuner_nb Trainer: soft packing to --pack-len, varlen attention (one SDPA per sample on CPU),
@@ -10,6 +13,10 @@ Systems, each trained for one epoch over the same conversations, from the same f
                step holds as many real tokens as one of our packs.
   trl_packing  TRL SFTTrainer, packing=True (default "bfd" strategy, which switches padding-free on), max_length =
                --pack-len, batch 1: one pack per step, as ours.
+Real-model mode (--model smollm2-135m-instruct): the pretrained SmolLM2-135M-Instruct from
+`xtuner_nb.model.fetch_pretrained` instead of a random init, its own tokenizer (see real_model.py), the same data
+generator; systems ours and trl_packing (padding-free), each in full and with LoRA (`*_lora`: rank --lora-r on every
+linear layer, alpha 2r; TRL gets the same adapters as a peft_config). Ratios pair ours with TRL in the same mode.
 Common settings: fp32, AdamW (lr, betas 0.9/0.95, weight decay 0.01, eps 1e-8), clip 1.0, constant LR without
 warm-up, loss on assistant tokens only (TRL: assistant_only_loss=True, the tokenizer's template marks them),
 no activation checkpointing, no eval, no saving, report_to=[], dataloader workers 0, transformers' sdpa attention
@@ -36,11 +43,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
+import real_model  # noqa: E402
 
-SYSTEMS = ("ours", "trl_padding", "trl_packing")
+BASE_SYSTEMS = ("ours", "trl_padding", "trl_packing")
+SYSTEMS = BASE_SYSTEMS + tuple(f"{s}_lora" for s in BASE_SYSTEMS)
 LABELS = {"ours": "xtuner_nb Trainer (packed, varlen, chunk CE)", "trl_padding": "TRL SFTTrainer, padding (default)",
           "trl_packing": "TRL SFTTrainer, packing bfd (padding-free)"}
+LABELS.update({f"{s}_lora": f"{label}, LoRA" for s, label in LABELS.items()})
 TARGETS = {"trl_padding": 1.5, "trl_packing": 1.1}
+REAL_TARGETS = {"trl_padding": 1.5, "trl_packing": 1.3}  # issue 13: >= 1.3x TRL padding-free on SmolLM2-135M
+REAL_SYSTEMS = "ours,trl_packing,ours_lora,trl_packing_lora"
 
 
 def parse_args(argv=None):
@@ -56,7 +68,13 @@ def parse_args(argv=None):
     p.add_argument("--max-len", type=int, default=2000)
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated subset of " + ",".join(SYSTEMS))
+    p.add_argument("--model", default=None, help="a pretrained model for xtuner_nb.model.fetch_pretrained "
+                                                  "(smollm2-135m-instruct) instead of the random Qwen3 of --hidden/--layers/--vocab")
+    p.add_argument("--max-steps", type=int, default=None, help="stop every system after this many steps "
+                                                                 "(default: one epoch)")
+    p.add_argument("--lora-r", type=int, default=16, help="LoRA rank of the *_lora systems (alpha = 2r)")
+    p.add_argument("--systems", default=None, help="comma-separated subset of " + ",".join(SYSTEMS) +
+                   f" (default: {','.join(BASE_SYSTEMS)}; with --model: {REAL_SYSTEMS})")
     p.add_argument("--work-dir", type=Path, default=None, help="keep setup and results here (default: a temp dir)")
     p.add_argument("--json", type=Path, default=None, help="also write every run and the medians to this file")
     p.add_argument("--child", choices=SYSTEMS, help=argparse.SUPPRESS)
@@ -73,23 +91,35 @@ def setup(args, wd: Path) -> dict:
 
     t0 = time.perf_counter()
     tok_dir, init = wd / "tokenizer", wd / "init"
-    common.make_tokenizer(tok_dir, vocab_size=args.vocab, seed=args.seed)
-    tok = AutoTokenizer.from_pretrained(str(tok_dir))
+    if args.model:
+        tok = real_model.prepare_init(args.model, init)
+    else:
+        common.make_tokenizer(tok_dir, vocab_size=args.vocab, seed=args.seed)
+        tok = AutoTokenizer.from_pretrained(str(tok_dir))
     lengths = common.make_sft_jsonl(wd / "train.jsonl", tok, args.samples, seed=args.seed,
                                     min_len=args.min_len, max_len=args.max_len)
     common.make_sft_jsonl(wd / "eval.jsonl", tok, args.eval_samples, seed=args.seed + 7,
                           min_len=args.min_len, max_len=args.max_len)
-    cfg = common.model_config(args.hidden, args.layers, args.vocab, max_pos=max(args.pack_len, 4096))
-    common.save_init_checkpoint(init, cfg, tok, seed=args.seed)
+    cfg = _model_cfg(args)
+    if not args.model:
+        common.save_init_checkpoint(init, cfg, tok, seed=args.seed)
     packs = _count_our_packs(init, wd / "train.jsonl", args.pack_len)
     per_pack = sum(lengths) / packs
     trl_batch = max(1, round(per_pack / statistics.mean(lengths)))
     info = {"samples": len(lengths), "tokens": sum(lengths), "min_len": min(lengths),
             "median_len": statistics.median(lengths), "mean_len": statistics.mean(lengths), "max_len": max(lengths),
             "our_packs": packs, "tokens_per_pack": per_pack, "trl_padding_batch": trl_batch,
-            "params_M": cfg.num_params() / 1e6, "setup_seconds": time.perf_counter() - t0}
+            "params_M": cfg.num_params() / 1e6, "setup_seconds": time.perf_counter() - t0,
+            "model": real_model.REAL_MODELS[args.model] if args.model else
+            f"Qwen3-shaped, hidden {args.hidden}, {args.layers} layers, vocab {args.vocab}, random init"}
     (wd / "setup.json").write_text(json.dumps(info))
     return info
+
+
+def _model_cfg(args):
+    if args.model:
+        return real_model.model_config(args.work_dir / "init")
+    return common.model_config(args.hidden, args.layers, args.vocab, max_pos=max(args.pack_len, 4096))
 
 
 def _count_our_packs(init: Path, jsonl: Path, pack_len: int) -> int:
@@ -111,20 +141,24 @@ def child(args) -> None:
 
     wd = args.work_dir
     init = wd / "init"
-    cfg = common.model_config(args.hidden, args.layers, args.vocab, max_pos=max(args.pack_len, 4096))
+    cfg = _model_cfg(args)
     run_dir = Path(tempfile.mkdtemp(prefix=f"{args.child}-", dir=wd))
-    if args.child == "ours":
-        res = common.run_ours(init, wd / "train.jsonl", cfg, pack_len=args.pack_len, lr=args.lr, work_dir=run_dir)
+    system = args.child.removesuffix("_lora")
+    ours_lora, trl_lora = real_model.lora_configs(args.lora_r) if args.child.endswith("_lora") else (None, None)
+    if system == "ours":
+        res = common.run_ours(init, wd / "train.jsonl", cfg, pack_len=args.pack_len, lr=args.lr, work_dir=run_dir,
+                              total_step=args.max_steps, lora_cfg=ours_lora)
     else:
-        mode = "padding" if args.child == "trl_padding" else "packing"
+        mode = "padding" if system == "trl_padding" else "packing"
         res = common.run_trl(init, wd / "train.jsonl", mode=mode, pack_len=args.pack_len, model_cfg=cfg,
                              batch_size=args.trl_batch if mode == "padding" else 1, lr=args.lr, out_dir=run_dir,
-                             max_length=args.pack_len if mode == "packing" else args.max_len)
+                             max_length=args.pack_len if mode == "packing" else args.max_len,
+                             max_steps=args.max_steps, peft_config=trl_lora)
     model = res.pop("model")
     res.pop("trainer")
     tok = AutoTokenizer.from_pretrained(str(init))
     held_out = [common.chat_ids(tok, r["messages"]) for r in common.read_jsonl(wd / "eval.jsonl")]
-    res["eval_loss"] = common.eval_loss(model, held_out)
+    res["eval_loss"] = common.eval_loss(model, held_out) if held_out else float("nan")
     res["system"] = args.child
     args.result.write_text(json.dumps(res))
     shutil.rmtree(run_dir, ignore_errors=True)
@@ -135,7 +169,9 @@ def run_child(args, system: str, trl_batch: int, wd: Path, rep: int) -> dict:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", system, "--work-dir", str(wd),
            "--result", str(result), "--pack-len", str(args.pack_len), "--hidden", str(args.hidden),
            "--layers", str(args.layers), "--vocab", str(args.vocab), "--lr", str(args.lr),
-           "--max-len", str(args.max_len), "--trl-batch", str(trl_batch)]
+           "--max-len", str(args.max_len), "--trl-batch", str(trl_batch), "--lora-r", str(args.lora_r),
+           *(["--model", args.model] if args.model else []),
+           *(["--max-steps", str(args.max_steps)] if args.max_steps else [])]
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "TRANSFORMERS_VERBOSITY": "error"}
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -158,39 +194,42 @@ def report(runs: list[dict], systems: list[str], info: dict, args, elapsed: floa
                    "timed_steps", "rss_before_train_gib", "model_tflops_per_s")}
         med[s]["all_tokens_per_s"] = [round(r["tokens_per_s"], 1) for r in rs]
     print()
-    print(f"model: Qwen3-shaped, hidden {args.hidden}, {args.layers} layers, vocab {args.vocab}, "
-          f"{info['params_M']:.1f} M params, fp32, random init")
+    print(f"model: {info['model']}, {info['params_M']:.1f} M params, fp32"
+          + (f"; LoRA rank {args.lora_r} (alpha {2 * args.lora_r}) on every linear layer"
+             if any(s.endswith("_lora") for s in systems) else ""))
     print(f"data: {info['samples']} conversations, {info['tokens']} tokens, length min/median/mean/max "
           f"{info['min_len']}/{info['median_len']:.0f}/{info['mean_len']:.0f}/{info['max_len']}; "
           f"ours: {info['our_packs']} packs of <= {args.pack_len} ({info['tokens_per_pack']:.0f} tokens/pack); "
           f"TRL padding batch {info['trl_padding_batch']}")
-    print(f"runs: {args.reps} interleaved repetition(s), medians; torch threads {_threads()}")
+    print(f"runs: {args.reps} interleaved repetition(s), medians; torch threads {_threads()}"
+          + (f"; at most {args.max_steps} steps per run" if args.max_steps else ""))
     print()
-    head = (f"{'system':<46} {'tokens/s':>9} {'runs':>13} {'tok/CPU-s':>9} {'peak RSS':>9} {'final loss':>10} "
+    head = (f"{'system':<52} {'tokens/s':>9} {'runs':>13} {'tok/CPU-s':>9} {'peak RSS':>9} {'final loss':>10} "
             f"{'eval loss':>9}")
     print(head)
     print("-" * len(head))
     for s in systems:
         m = med[s]
         runs_txt = "/".join(f"{v:.0f}" for v in m["all_tokens_per_s"])
-        print(f"{LABELS[s]:<46} {m['tokens_per_s']:>9.1f} {runs_txt:>13} {m['tokens_per_cpu_s']:>9.1f} "
+        print(f"{LABELS[s]:<52} {m['tokens_per_s']:>9.1f} {runs_txt:>13} {m['tokens_per_cpu_s']:>9.1f} "
               f"{m['peak_rss_gib']:>7.2f} G {m['final_loss']:>10.4f} {m['eval_loss']:>9.4f}")
     verdicts = {}
-    if "ours" in med:
+    targets = REAL_TARGETS if args.model else TARGETS
+    pairs = [(s, "ours_lora" if s.endswith("_lora") else "ours") for s in systems if s.startswith("trl")]
+    pairs = [(s, o) for s, o in pairs if o in med]
+    if pairs:
         print()
-        for s in systems:
-            if s == "ours":
-                continue
-            speed = med["ours"]["tokens_per_s"] / med[s]["tokens_per_s"]
-            mem = med["ours"]["peak_rss_gib"] / med[s]["peak_rss_gib"]
-            ok_speed, ok_mem = speed >= TARGETS[s], mem <= 1.0
-            verdicts[s] = {"speed_ratio": speed, "memory_ratio": mem, "speed_target": TARGETS[s],
-                           "speed_met": ok_speed, "memory_met": ok_mem}
-            cpu = med["ours"]["tokens_per_cpu_s"] / med[s]["tokens_per_cpu_s"]
-            verdicts[s]["cpu_time_ratio"] = cpu
-            print(f"ours vs {s:<12} tokens/s {speed:5.2f}x (target >= {TARGETS[s]}x: {'met' if ok_speed else 'MISSED'})"
-                  f"   peak RSS {mem:5.2f}x (target <= 1.00x: {'met' if ok_mem else 'MISSED'})"
-                  f"   tokens per CPU-second {cpu:5.2f}x")
+    for s, o in pairs:
+        target = targets[s.removesuffix("_lora")]
+        speed = med[o]["tokens_per_s"] / med[s]["tokens_per_s"]
+        mem = med[o]["peak_rss_gib"] / med[s]["peak_rss_gib"]
+        ok_speed, ok_mem = speed >= target, mem <= 1.0
+        cpu = med[o]["tokens_per_cpu_s"] / med[s]["tokens_per_cpu_s"]
+        verdicts[s] = {"vs": o, "speed_ratio": speed, "memory_ratio": mem, "speed_target": target,
+                       "speed_met": ok_speed, "memory_met": ok_mem, "cpu_time_ratio": cpu}
+        print(f"{o + ' vs ' + s:<30} tokens/s {speed:5.2f}x (target >= {target}x: {'met' if ok_speed else 'MISSED'})"
+              f"   peak RSS {mem:5.2f}x (target <= 1.00x: {'met' if ok_mem else 'MISSED'})"
+              f"   tokens per CPU-second {cpu:5.2f}x")
     print(f"\nwhole script: {elapsed / 60:.1f} min; machine: {platform.machine()} {os.cpu_count()} cores, "
           f"{_mem_total_gib():.0f} GiB; load average at the end {os.getloadavg()[0]:.1f}")
     return {"medians": med, "ratios": verdicts, "setup": info, "runs": runs, "elapsed_seconds": elapsed,
@@ -216,7 +255,8 @@ def main(argv=None) -> None:
     if args.child:
         child(args)
         return
-    systems = [s.strip() for s in args.systems.split(",") if s.strip()]
+    chosen = args.systems or (REAL_SYSTEMS if args.model else ",".join(BASE_SYSTEMS))
+    systems = [s.strip() for s in chosen.split(",") if s.strip()]
     unknown = [s for s in systems if s not in SYSTEMS]
     if unknown:
         raise SystemExit(f"unknown system(s) {unknown}; choose from {SYSTEMS}")
@@ -235,7 +275,7 @@ def main(argv=None) -> None:
             for s in systems:
                 r = run_child(args, s, info["trl_padding_batch"], wd, rep)
                 runs.append(r)
-                print(f"  rep {rep + 1} {s:<12} {r['tokens_per_s']:8.1f} tokens/s "
+                print(f"  rep {rep + 1} {s:<16} {r['tokens_per_s']:8.1f} tokens/s "
                       f"({r['tokens_per_cpu_s']:.1f}/CPU-s)  peak RSS "
                       f"{r['peak_rss_gib']:.2f} GiB  final loss {r['final_loss']:.4f}  eval {r['eval_loss']:.4f}  "
                       f"({r['timed_steps']} timed steps, {r['wall_seconds']:.0f} s, load {os.getloadavg()[0]:.1f})",

@@ -22,6 +22,7 @@ from .qwen2 import (Qwen2Dense0P5BConfig, Qwen2Dense1P5BConfig, Qwen2Dense7BConf
 
 if TYPE_CHECKING:
     from .attention import VARLEN_IMPL, register_varlen_attention
+    from .gguf_export import GGUF_OUTTYPES, GGUFExportError, export_gguf
     from .hf_load import LoadReport, load_hf_weights
     from .hf_save import save_hf
     from .pretrained import fetch_pretrained, resolve_pretrained
@@ -34,6 +35,7 @@ _LAZY = {
     "make_tiny_checkpoint": ".tiny", "make_tiny_tokenizer": ".tokenizer",
     "VARLEN_IMPL": ".attention", "register_varlen_attention": ".attention",
     "fetch_pretrained": ".pretrained", "resolve_pretrained": ".pretrained",
+    "export_gguf": ".gguf_export", "GGUFExportError": ".gguf_export", "GGUF_OUTTYPES": ".gguf_export",
 }
 
 __all__ = ["MHAConfig", "TransformerConfig", "Qwen3DenseConfig", "Qwen3Dense0P6BConfig", "Qwen3Dense1P7BConfig",

@@ -171,6 +171,20 @@ def export_hf(trainer: "Trainer", hooks: list[Hook], control: Control) -> Path:
     return path
 
 
+def export_gguf(trainer: "Trainer", hooks: list[Hook], path: str | Path | None = None,
+                outtype: str = "f16") -> Path | None:
+    """Collective: this step's HF export (written first when missing) converted to GGUF on rank 0 (see
+    `xtuner_nb.model.export_gguf`); returns the file on rank 0, None elsewhere."""
+    from ..model.gguf_export import export_gguf as convert
+
+    hf = trainer.exp_dir / f"hf-{trainer.cur_step}"
+    if not (hf / "config.json").is_file():
+        hf = export_hf(trainer, hooks, Control())
+    out = convert(hf, path, outtype) if trainer.dist.is_main else None
+    barrier()
+    return out
+
+
 def _update_meta(trainer: "Trainer", hf: bool = False) -> None:
     meta = ckpt.read_meta(trainer.work_dir)
     exp = next((e for e in meta["exps"] if e["exp_dir"] == str(trainer.exp_dir)), None)

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from ..start_cli import add_commands as add_start_commands
+from .cli_export import add_export_gguf_parser
 from .config import TrainerConfig
 
 DEFAULTS = dict(chat_template=None, tokenize_fn="openai", max_length=4096, lr=6e-5, optim="AdamW",
@@ -26,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_start_commands(sub)  # `notebooks`, `env` (xtuner_nb/start_cli.py)
     s = sub.add_parser("sft", help="supervised fine-tuning")
     add_sft_arguments(s)
+    add_export_gguf_parser(sub)  # `export-gguf` (xtuner_nb/train/cli_export.py)
     return p
 
 
@@ -178,7 +180,7 @@ def _model_cfg(spec: str | None, load_from: Path | None):
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if hasattr(args, "run"):  # a command from start_cli
+    if hasattr(args, "run"):  # a command that brings its own runner (start_cli, cli_export)
         return args.run(args)
     try:
         cfg = config_from_args(args)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import time
+from pathlib import Path
 from typing import Any, Iterator
 
 import torch
@@ -101,6 +102,12 @@ class Trainer:
         for g in row.get("eval/generations", []):
             self.logger.debug(f"eval generation: {g}")
         return row
+
+    def export_gguf(self, path: str | Path | None = None, outtype: str = "f16") -> Path | None:
+        """The model at this step as one GGUF file (llama.cpp, Ollama), by llama.cpp's own converter: this step's
+        HF export (written first when missing; merged weights under LoRA) -> `hf-<step>/model-<outtype>.gguf` by
+        default. Collective under torchrun; rank 0 returns the path, the others None (`checkpointing.export_gguf`)."""
+        return checkpointing.export_gguf(self, self._fit_hooks(), path, outtype)
 
     @property
     def history(self):
