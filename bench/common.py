@@ -280,7 +280,8 @@ def eval_loss(model, samples: list[tuple[list[int], list[int]]], device: str = "
 # ---- the systems --------------------------------------------------------------------------------------------------
 def run_ours(init: Path | None, train_jsonl: Path, model_cfg, *, pack_len: int, lr: float, work_dir: Path,
              tokenizer_path: Path | None = None, device: str = "cpu", recompute_ratio: float = 0.0,
-             total_step: int | None = None, warmup: int = 1, lora_cfg=None) -> dict[str, Any]:
+             total_step: int | None = None, warmup: int = 1, lora_cfg=None,
+             precision: str = "auto") -> dict[str, Any]:
     """xtuner_nb's Trainer: soft packing to `pack_len`, varlen attention, chunked CE, one pack per step.
 
     `init`: the HF folder to start from (None: the Trainer's own random init). On CUDA the Trainer trains fp32
@@ -318,7 +319,8 @@ def run_ours(init: Path | None, train_jsonl: Path, model_cfg, *, pack_len: int, 
             pack_max_length=pack_len),
         optim_cfg=AdamWConfig(lr=lr, betas=(0.9, 0.95), weight_decay=0.01, max_grad_norm=1.0),
         lr_cfg=LRConfig(lr_type="constant", warmup_ratio=0), loss_cfg=CELossConfig(mode="chunk"),
-        fsdp_cfg=FSDPConfig(recompute_ratio=recompute_ratio), global_batch_size=1, lora_cfg=lora_cfg,
+        fsdp_cfg=FSDPConfig(recompute_ratio=recompute_ratio, precision=precision), global_batch_size=1,
+        lora_cfg=lora_cfg,
         total_step=total_step, total_epoch=None if total_step else 1, work_dir=work_dir,
         debug_skip_save=True, device=device, seed=42)
     build_s = time.perf_counter() - t0
@@ -331,6 +333,9 @@ def run_ours(init: Path | None, train_jsonl: Path, model_cfg, *, pack_len: int, 
                trainer_mfu=_median([r["runtime_info/mfu"] for r in rows[warmup:]
                                     if r.get("runtime_info/mfu") is not None]),
                trainer_tgs=_median([r["runtime_info/tgs"] for r in rows[warmup:]]))
+    out.update(precision=trainer.precision.describe(), attention_backend=getattr(trainer, "attention_backend", None),
+               fit_estimate_gib=trainer.memory_estimate.total / 2**30,
+               loss_scale=trainer.grad_scaler.get_scale() if trainer.grad_scaler is not None else None)
     out["model"] = trainer.model
     out["trainer"] = trainer
     return out

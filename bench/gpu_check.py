@@ -16,6 +16,12 @@ What it measures, in one process, one configuration after the other (shorter pac
        estimate_memory() of the notebook layer for the same setting against our measured peak.
      Activation recompute: off when estimate_memory says the run fits in 90% of the GPU, else on for every layer;
      TRL gets the same (activation checkpointing on/off).
+  3. The attention self-check (forward and backward against per-sample SDPA in fp32) of every packed-attention
+     kernel (torch varlen, flash-attn, block-masked SDPA, loop) in bf16 and fp16: passed, failed, refused or missing.
+  4. The precision paths: a few Trainer steps of 0.6B at 2048-token packs in bf16 (sm80+) and fp16 with loss
+     scaling (what a T4/V100 runs), losses, the final loss scale, and the backend the Trainer logged.
+  5. The fit check: the estimate the Trainer checked before building (its `memory_estimate`) against the measured
+     peak of every configuration of 2.
   Results: a table at the end of the output and $OUT/gpu_check.json (or --out).
 
 Carrying missing packages (the GPU machine reaches no network; its python3 has torch, triton, accelerate, numpy,
@@ -98,10 +104,11 @@ def varlen_check(device: str, dtype, total: int, heads: int = 16, kv_heads: int 
     scale = dim ** -0.5
 
     q, k, v = (t.to(device, dtype, copy=True).requires_grad_() for t in (q0, k0, v0))
-    backend = A._pick_backend(q.transpose(1, 2).reshape(total, heads, dim), 0.0)
+    A.DISPATCHER.reset()  # a fresh choice (and self-check) for this shape and dtype
     module = SimpleNamespace(is_causal=True, layer_idx=0)
     out, _ = A.varlen_attention_forward(module, q, k, v, None, scaling=scale, cu_seq_lens_q=cu, cu_seq_lens_k=cu,
                                         max_length_q=max(lens), max_length_k=max(lens))
+    backend = A.DISPATCHER.backend_in_use()
     out.backward(grad0.to(device, dtype))
 
     ref_dtype = torch.float64 if device == "cpu" else torch.float32
@@ -135,6 +142,62 @@ def varlen_check(device: str, dtype, total: int, heads: int = 16, kv_heads: int 
     return res
 
 
+def attention_self_checks(device: str) -> list[dict]:
+    """The dispatcher's self-check for every kernel and half-precision dtype (CPU --smoke: fp32/bf16, forced)."""
+    import torch
+
+    from xtuner_nb.model.attention_kernels import SELF_CHECK_TOL, default_kernels, self_check
+
+    dev = torch.device(device)
+    dtypes = (torch.bfloat16, torch.float16) if device == "cuda" else (torch.float32, torch.bfloat16)
+    out = []
+    for kernel in default_kernels():
+        for dtype in dtypes:
+            row = {"backend": kernel.name, "dtype": str(dtype).removeprefix("torch.")}
+            try:
+                fn = kernel.fn()
+            except (ImportError, TypeError) as exc:
+                out.append({**row, "status": f"missing ({exc})"})
+                continue
+            probe = torch.empty(64, 16, 128, device=dev, dtype=dtype)
+            refused = kernel.refuses(probe, probe[:, :8], 0.0)
+            if refused and device == "cuda":
+                out.append({**row, "status": f"refused: {refused}"})
+                continue
+            try:
+                fwd, bwd = self_check(fn, dev, dtype, 16, 8, 128, None, True)
+            except Exception as exc:  # noqa: BLE001 - a kernel that raises is a finding, not a crash
+                out.append({**row, "status": f"raised {type(exc).__name__}: {str(exc)[:200]}"})
+                continue
+            tol = SELF_CHECK_TOL[dtype]
+            out.append({**row, "status": "passed" if max(fwd, bwd) <= tol else "FAILED", "forward_error": fwd,
+                        "backward_error": bwd, "tolerance": tol, **({"forced": refused} if refused else {})})
+    return out
+
+
+def precision_paths(args, wd: Path, device: str) -> list[dict]:
+    """A few steps of the Trainer in bf16 and in fp16 with loss scaling (fp32/bf16 on CPU with --smoke)."""
+    cfg = model_cfg_for("0.6B", args.smoke)
+    pack = 512 if args.smoke else 2048
+    out = []
+    for precision in (("bfloat16", "float16") if device == "cuda" else ("float32", "bfloat16")):
+        row = {"requested": precision, "pack_len": pack}
+        try:
+            res = common.run_ours(None, wd / "train.jsonl", cfg, pack_len=pack, lr=args.lr,
+                                  work_dir=wd / f"precision-{precision}", tokenizer_path=wd / "tokenizer",
+                                  device=device, total_step=args.steps, precision=precision)
+            _free(res)
+            row.update({k: res.get(k) for k in ("final_loss", "tokens_per_s", "max_memory_gb", "precision",
+                                                "attention_backend", "loss_scale")})
+            row["finite"] = res.get("final_loss") is not None and math.isfinite(res["final_loss"])
+        except Exception as exc:  # noqa: BLE001
+            row["error"] = f"{type(exc).__name__}: {exc}"
+            traceback.print_exc()
+        _cleanup()
+        out.append(row)
+    return out
+
+
 # ---- one configuration ------------------------------------------------------------------------------------------
 def model_cfg_for(name: str, smoke: bool):
     from xtuner_nb.model import get_model_config
@@ -163,7 +226,7 @@ def run_config(name: str, pack_len: int, args, wd: Path, device: str, gpu_bytes:
     data, tok = wd / "train.jsonl", wd / "tokenizer"
 
     def keep(res: dict, prefix: str) -> None:
-        for key in ("tokens_per_s", "mfu", "trainer_mfu", "max_memory_gb", "peak_rss_gib", "final_loss",
+        for key in ("fit_estimate_gib", "attention_backend", "precision", "tokens_per_s", "mfu", "trainer_mfu", "max_memory_gb", "peak_rss_gib", "final_loss",
                     "timed_steps", "timed_tokens", "attn_len", "model_tflops_per_s", "padding_free", "build_seconds"):
             if key in res:
                 row[f"{prefix}_{key}"] = res[key]
@@ -197,6 +260,8 @@ def run_config(name: str, pack_len: int, args, wd: Path, device: str, gpu_bytes:
         row["ratio_vs_trl"] = row["ours_tokens_per_s"] / row["trl_tokens_per_s"]
     if row.get("ours_max_memory_gb"):
         row["estimate_over_measured"] = row["estimate_without_overhead_gib"] / row["ours_max_memory_gb"]
+        if row.get("ours_fit_estimate_gib"):  # what the Trainer's fit check compared with the free memory
+            row["fit_estimate_over_measured"] = row["ours_fit_estimate_gib"] / row["ours_max_memory_gb"]
     return row
 
 
@@ -318,6 +383,13 @@ def main(argv=None) -> int:
         results["varlen_error"] = f"{type(exc).__name__}: {exc}"
     results["varlen_check"] = check
     _cleanup()
+    results["attention_self_checks"] = attention_self_checks(device)
+    for r in results["attention_self_checks"]:
+        print(f"attention self-check: {json.dumps(r)}", flush=True)
+    _cleanup()
+    results["precision_paths"] = precision_paths(args, wd, device)
+    for r in results["precision_paths"]:
+        print(f"precision path: {json.dumps(r)}", flush=True)
 
     gpu_bytes = torch.cuda.get_device_properties(0).total_memory if device == "cuda" else None
     skipped = []
@@ -336,10 +408,16 @@ def main(argv=None) -> int:
     results["elapsed_seconds"] = time.perf_counter() - t_start
     (out_dir / "gpu_check.json").write_text(json.dumps(results, indent=1))
     print_table(results["rows"], check, env, smoke=args.smoke)
+    for r in results["rows"]:
+        if r.get("fit_estimate_over_measured"):
+            print(f"fit check {r['model']}@{r['pack_len']}: the Trainer's estimate {r['ours_fit_estimate_gib']:.2f} "
+                  f"GiB vs measured peak {r['ours_max_memory_gb']:.2f} GiB ({r['fit_estimate_over_measured']:.2f}x)")
     if skipped:
         print(f"skipped (over --budget-s {args.budget_s:.0f}): {', '.join(skipped)}")
     print(f"whole run: {results['elapsed_seconds']:.0f} s; results in {out_dir / 'gpu_check.json'}")
-    failed = (check is not None and not check["passed"]) or any("ours_error" in r for r in results["rows"])
+    failed = (check is not None and not check["passed"]) or any("ours_error" in r for r in results["rows"]) \
+        or any(r["status"] in ("FAILED",) for r in results["attention_self_checks"]) \
+        or any("error" in r or not r.get("finite") for r in results["precision_paths"])
     return 1 if failed else 0
 
 

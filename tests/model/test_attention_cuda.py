@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from xtuner_nb.model.attention import _pick_backend
+from xtuner_nb.model import attention
+from xtuner_nb.model.attention_kernels import AttentionDispatcher
 
 from .model_testlib import make_pack, small_cfg
 
@@ -35,9 +36,12 @@ def test_kernel_matches_per_sample_loop_forward_and_backward(monkeypatch):
     model = _model()
     _, ids, pos, cu = make_pack([37, 1, 130, 64, 17])
     ids, pos, cu = ids.cuda(), pos.cuda(), cu.cuda()
-    assert _pick_backend(torch.empty(1, 1, 64, device="cuda", dtype=torch.bfloat16), 0.0) in ("torch", "flash_attn")
+    monkeypatch.setattr(attention, "DISPATCHER", AttentionDispatcher())
     kernel_logits, kernel_grads = _run(model, ids, pos, cu)
+    assert attention.DISPATCHER.backend_in_use() in ("torch", "flash_attn"), attention.DISPATCHER.notes
+    assert any("self-check passed" in n for n in attention.DISPATCHER.notes)
     monkeypatch.setenv("XTUNER_NB_VARLEN_BACKEND", "loop")
+    monkeypatch.setattr(attention, "DISPATCHER", AttentionDispatcher())
     loop_logits, loop_grads = _run(model, ids, pos, cu)
     assert _rel(kernel_logits, loop_logits) < 2e-2
     assert max(_rel(a, b) for a, b in zip(kernel_grads, loop_grads)) < 5e-2

@@ -12,10 +12,9 @@ Without `cu_seq_lens_q` the function is transformers' own `sdpa_attention_forwar
 would get, so `generate()` (KV cache, left padding) and plain batches behave exactly as with
 `attn_implementation="sdpa"` on the same model object.
 
-Kernels for a pack: on CUDA in fp16/bf16, `torch.nn.attention.varlen.varlen_attn` (flash kernel shipped with torch),
-else flash-attn's `flash_attn_varlen_func` when installed; everywhere else (CPU, fp32, dropout) one exact
-`scaled_dot_product_attention(is_causal=True)` per sample. Set `XTUNER_NB_VARLEN_BACKEND=torch|flash_attn|loop` to
-force one (benchmarks, debugging).
+Kernels for a pack: `attention_kernels.DISPATCHER` picks torch's varlen flash kernel, flash-attn, a block-masked
+SDPA or one exact SDPA per sample, whichever is first to be present, accept the call and pass a one-time numerical
+self-check on CUDA. Set `XTUNER_NB_VARLEN_BACKEND=torch|flash_attn|sdpa_block|loop` to force one.
 
 Mask creation: transformers builds a [B, 1, L, L] boolean mask whenever it sees restarting `position_ids` (and no
 cache), which costs L*L bytes (1 GiB at L = 32k). Our mask function returns the sample boundaries instead (an int32
@@ -24,17 +23,16 @@ cache), which costs L*L bytes (1 GiB at L = 32k). Our mask function returns the 
 
 from __future__ import annotations
 
-import os
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, causal_mask_function, sdpa_mask
 from transformers.modeling_utils import AttentionInterface
 
+from .attention_kernels import DISPATCHER
+
 VARLEN_IMPL = "xtuner_varlen"  # the name in transformers' AttentionInterface / AttentionMaskInterface
-_BACKENDS = ("auto", "torch", "flash_attn", "loop")
 
 
 # ---- mask creation -------------------------------------------------------------------------------------------------
@@ -103,81 +101,11 @@ def varlen_attention_forward(module: torch.nn.Module, query: torch.Tensor, key: 
         _check_cu(cu_q, q.shape[0], "cu_seq_lens_q")
         _check_cu(cu_k, k.shape[0], "cu_seq_lens_k")
 
-    backend = _pick_backend(q, dropout)
-    if backend == "loop":
-        out = _loop_attention(q, k, v, cu_q, cu_k, dropout, scaling, causal)
-    else:
-        cu_q, cu_k = cu_q.to(q.device, torch.int32), cu_k.to(q.device, torch.int32)
-        mq = int(max_length_q) if max_length_q is not None else _max_len(cu_q)
-        mk = int(max_length_k) if max_length_k is not None else (mq if cu_k is cu_q else _max_len(cu_k))
-        if backend == "torch":
-            from torch.nn.attention.varlen import varlen_attn
-
-            out = varlen_attn(q, k, v, cu_q, cu_k, mq, mk, scale=scaling,
-                              window_size=(-1, 0) if causal else (-1, -1), enable_gqa=k.shape[1] != hq)
-        else:
-            from flash_attn import flash_attn_varlen_func
-
-            out = flash_attn_varlen_func(q, k, v, cu_q, cu_k, mq, mk, dropout_p=dropout, softmax_scale=scaling,
-                                         causal=causal)
+    cu_q, cu_k = cu_q.to(q.device, torch.int32), cu_k.to(q.device, torch.int32)  # what the flash kernels want
+    mq = int(max_length_q) if max_length_q is not None else _max_len(cu_q)
+    mk = int(max_length_k) if max_length_k is not None else (mq if cu_k is cu_q else _max_len(cu_k))
+    out = DISPATCHER(q, k, v, cu_q, cu_k, mq, mk, scaling, causal, dropout)
     return out.reshape(b, lq, hq, out.shape[-1]), None
-
-
-def _loop_attention(q, k, v, cu_q, cu_k, dropout, scaling, causal):
-    """Exact reference path: one SDPA per sample on [1, H, len, D] slices; gradients flow through the slices."""
-    bounds_q, bounds_k = cu_q.tolist(), cu_k.tolist()
-    gqa = k.shape[1] != q.shape[1]
-    outs = []
-    for i in range(len(bounds_q) - 1):
-        sq, eq, sk, ek = bounds_q[i], bounds_q[i + 1], bounds_k[i], bounds_k[i + 1]
-        if eq == sq:
-            continue
-        qi, ki, vi = (t.transpose(0, 1).unsqueeze(0) for t in (q[sq:eq], k[sk:ek], v[sk:ek]))
-        # is_causal is upper-left aligned in SDPA; q and k of one sample have the same length in a pack
-        oi = F.scaled_dot_product_attention(qi, ki, vi, dropout_p=dropout, scale=scaling,
-                                            is_causal=causal and eq - sq > 1, enable_gqa=gqa)
-        outs.append(oi.squeeze(0).transpose(0, 1))
-    return torch.cat(outs, dim=0)
-
-
-def _pick_backend(q: torch.Tensor, dropout: float) -> str:
-    forced = os.environ.get("XTUNER_NB_VARLEN_BACKEND", "auto")
-    if forced not in _BACKENDS:
-        raise ValueError(f"XTUNER_NB_VARLEN_BACKEND={forced!r}; choose one of {_BACKENDS}")
-    if forced != "auto":
-        return forced
-    kernel_ok = q.is_cuda and q.dtype in (torch.float16, torch.bfloat16) and q.shape[-1] <= 256
-    if not kernel_ok:
-        return "loop"
-    if dropout == 0.0 and _torch_varlen_available(q.device):
-        return "torch"  # the kernel computes no dropout
-    if _flash_attn_available():
-        return "flash_attn"
-    return "loop"
-
-
-_TORCH_VARLEN: dict[int, bool] = {}
-
-
-def _torch_varlen_available(device: torch.device) -> bool:
-    index = device.index if device.index is not None else torch.cuda.current_device()
-    if index not in _TORCH_VARLEN:
-        try:
-            import torch.nn.attention.varlen  # noqa: F401
-
-            # torch's flash kernels are built for Ampere (sm80) and newer
-            _TORCH_VARLEN[index] = torch.cuda.get_device_capability(index) >= (8, 0)
-        except ImportError:
-            _TORCH_VARLEN[index] = False
-    return _TORCH_VARLEN[index]
-
-
-def _flash_attn_available() -> bool:
-    try:
-        import flash_attn  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def _max_len(cu: torch.Tensor) -> int:

@@ -12,14 +12,20 @@ from transformers import LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM
 
 class PackedLossMixin:
     def forward(self, *args, shifted_labels=None, loss_weights=None, loss_denominator=None, loss_cfg=None,
-                loss_ctx=None, **kw):
+                loss_ctx=None, fp32_lm_head=False, **kw):
         if shifted_labels is None and loss_ctx is None:
             return super().forward(*args, **kw)
+        import torch
+
         from ..loss import lm_loss
 
         hidden = self.model(*args, **kw).last_hidden_state
         if loss_ctx is not None:  # a custom BaseLossConfig's context (XTuner's loss interface)
             return loss_ctx(hidden, self.lm_head.weight)[0]
+        if fp32_lm_head:  # FSDPConfig.fp32_lm_head: the logits matmul in fp32, outside autocast
+            with torch.autocast(hidden.device.type, enabled=False):
+                return lm_loss(hidden.float(), self.lm_head.weight.float(), shifted_labels, loss_weights,
+                               loss_denominator, loss_cfg)
         return lm_loss(hidden, self.lm_head.weight, shifted_labels, loss_weights, loss_denominator, loss_cfg)
 
 

@@ -308,6 +308,8 @@ class LiveDashboard(Hook):
             parts.append(f"{_fmt(row.get('runtime_info/tgs'), ',.0f')} tok/s per device")
         if _fmt(row.get("memory/max_memory_GB"), ".1f"):
             parts.append(f"peak {_fmt(row.get('memory/max_memory_GB'), '.1f')} GB")
+        if state.attention_backend or state.precision:
+            parts.append(html.escape(f"{state.precision or ''} attention {state.attention_backend or '-'}".strip()))
         ev = self.data.last_eval
         if ev is not None and _fmt(ev.get("eval/loss"), ".4f"):
             parts.append(f"eval loss {_fmt(ev.get('eval/loss'), '.4f')} @ {ev.get('step', '?')}")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .memory import GiB, estimate_memory, suggestions
+from ..train.memory_estimate import GiB, estimate_memory, suggestions
 
 __all__ = ["oom_advice"]
 

@@ -20,9 +20,11 @@ from torch import nn
 from ..config import FSDPConfig
 from ..datasets import DataloaderConfig
 from .config import TrainerConfig
-from .dist import DistInfo
+from .dist import DistInfo, barrier
 from .lora import apply_lora, base_fingerprint, describe as describe_lora, resume_record as lora_resume_record
-from .parallel import apply_recompute, compute_dtype, place_model
+from .device_setup import compile_layers
+from .parallel import apply_recompute, place_model
+from .precision import Precision
 
 
 def seed_everything(seed: int) -> None:
@@ -75,7 +77,11 @@ def build_data(cfg: TrainerConfig, dist: DistInfo, tokenizer, logger: logging.Lo
     gbs = cfg.global_batch_size or world
     if gbs % world:
         raise ValueError(f"global_batch_size={gbs} must be a multiple of the number of ranks ({world})")
+    if dist.distributed and not dist.is_main:
+        barrier()  # rank 0 tokenizes and writes the dataset cache first; the others then read it
     loader = dl_cfg.build(tokenizer, dp_rank=dist.rank, dp_size=world, micro_batch_size=gbs // world, seed=cfg.seed)
+    if dist.distributed and dist.is_main:
+        barrier()
     steps_per_epoch = len(loader)
     total_step = cfg.total_step or steps_per_epoch * (cfg.total_epoch or 1)
     logger.info(f"data: {getattr(loader, 'stats', '')}; {steps_per_epoch} steps/epoch, "
@@ -86,11 +92,12 @@ def build_data(cfg: TrainerConfig, dist: DistInfo, tokenizer, logger: logging.Lo
 @dataclass
 class ModelParts:
     model: nn.Module  # placed (FSDP2 under torchrun), in train mode
-    autocast_dtype: torch.dtype | None  # single-GPU mixed precision; None on CPU and under FSDP2 (it casts itself)
+    autocast_dtype: torch.dtype | None  # one-process mixed precision; None in fp32 and under FSDP2 (it casts itself)
     lora_record: dict[str, Any]  # what a checkpoint records about LoRA (see lora.resume_record)
 
 
-def build_model(cfg: TrainerConfig, dist: DistInfo, tokenizer, logger: logging.Logger) -> ModelParts:
+def build_model(cfg: TrainerConfig, dist: DistInfo, tokenizer, logger: logging.Logger,
+                precision: Precision) -> ModelParts:
     from ..model import load_hf_weights
 
     model_cfg, fsdp_cfg = cfg.model_cfg, cfg.fsdp_cfg or FSDPConfig()
@@ -98,11 +105,15 @@ def build_model(cfg: TrainerConfig, dist: DistInfo, tokenizer, logger: logging.L
     if vocab > model_cfg.vocab_size:
         raise ValueError(f"tokenizer has {vocab} tokens but model_cfg.vocab_size is {model_cfg.vocab_size}")
     lora = cfg.lora_cfg  # LoRA: the frozen base needs no fp32 master copy, it lives in the compute dtype
-    # Under torchrun with weights to load, no rank ever holds the whole model: build on the meta device, shard,
-    # allocate each rank's shards, then fill them from the safetensors files (torchtitan's order).
-    sharded_load = dist.distributed and cfg.load_from is not None and lora is None
-    model = model_cfg.build(device="meta" if sharded_load else "cpu",
-                            dtype=torch.float32 if lora is None else compute_dtype(fsdp_cfg, dist.device))
+    # With weights to load, no process holds a second copy: build on the meta device, then allocate on the device
+    # and fill from the safetensors files; under torchrun shard first, so each rank allocates only its shards
+    # (torchtitan's order).
+    on_meta = cfg.load_from is not None and lora is None
+    sharded_load = dist.distributed and on_meta
+    model = model_cfg.build(device="meta" if on_meta else "cpu",
+                            dtype=torch.float32 if lora is None else precision.compute)
+    if on_meta and not sharded_load:
+        model.to_empty(device=dist.device)
     if cfg.load_from is not None and not sharded_load:
         load_hf_weights(model, cfg.load_from, strict=cfg.strict_load)
         logger.info(f"loaded weights from {cfg.load_from}")
@@ -112,17 +123,19 @@ def build_model(cfg: TrainerConfig, dist: DistInfo, tokenizer, logger: logging.L
         model = apply_lora(model, lora, base_model_name_or_path=cfg.load_from)
         logger.info(describe_lora(model, lora))
     n = apply_recompute(model, fsdp_cfg)
-    placed = place_model(model, fsdp_cfg, dist)
+    compiled = compile_layers(model, fsdp_cfg, logger)
+    placed = place_model(model, fsdp_cfg, dist, precision)
     if sharded_load:
         placed.to_empty(device=dist.device)
         load_hf_weights(placed, cfg.load_from, strict=cfg.strict_load)
         logger.info(f"loaded weights from {cfg.load_from} shard by shard (meta-device build, "
                     f"{dist.world_size} ranks)")
     placed.train()
-    autocast = None if dist.distributed or dist.device.type == "cpu" else compute_dtype(fsdp_cfg, dist.device)
+    autocast = None if dist.distributed else precision.autocast_dtype  # FSDP2: its mixed-precision policy casts
     n_params = sum(p.numel() for p in model.parameters())
     logger.info(f"model: {type(model_cfg).__name__} {n_params / 1e6:.2f} M params, "
-                f"recompute {n}/{model_cfg.num_hidden_layers} layers")
+                f"recompute {n}/{model_cfg.num_hidden_layers} layers"
+                f"{f', torch.compile {compiled} layers' if compiled else ''}")
     return ModelParts(placed, autocast, lora_record)
 
 

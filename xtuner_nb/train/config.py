@@ -87,6 +87,9 @@ class TrainerConfig(XConfig):
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when available, else CPU.")
     dist_backend: str | None = Field(None, description="torch.distributed backend (None: gloo on CPU, nccl on CUDA).")
     debug_skip_save: bool = Field(False, description="Disable every checkpoint and HF export.")
+    skip_fit_check: bool = Field(
+        False, description="Build the model even when the memory estimate exceeds the free memory (as "
+                           "XTUNER_NB_SKIP_FIT_CHECK=1).")
     eval_dataloader_cfg: DataloaderConfig | None = Field(
         None, description="Held-out data for the eval loss, given like dataloader_cfg; its fields left at their "
                           "defaults (pack_max_length, pack_level, ...) come from dataloader_cfg. None: no eval loss.")

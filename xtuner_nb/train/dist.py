@@ -71,6 +71,13 @@ def all_reduce_max(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
+def any_rank(flag: bool, device: torch.device) -> bool:
+    """True on every rank when `flag` is True on any (a hook on rank 0 asked to save, say)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return bool(flag)
+    return bool(all_reduce_max(torch.tensor(float(flag), device=device)).item())
+
+
 def barrier() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.barrier()

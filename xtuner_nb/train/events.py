@@ -32,6 +32,8 @@ class TrainState:
     rank: int = 0
     world_size: int = 1
     device: str = "cpu"
+    precision: str | None = None  # compute dtype of the forward, e.g. "bfloat16"
+    attention_backend: str | None = None  # the packed attention kernel in use, e.g. "torch" (varlen flash)
     history: list[dict[str, Any]] = field(default_factory=list)
 
     @property

@@ -21,10 +21,11 @@ from .step import StepResult
 def step_metrics(*, step: int, total_step: int, epoch: int, lr: float, grad_norm: float, updated: bool,
                  res: StepResult, step_time: float, data_time: float, wall: float, steps_done: int,
                  tokens_before: int, model_cfg, device: torch.device,
-                 autocast_dtype: torch.dtype | None, world_size: int = 1) -> dict[str, Any]:
+                 compute_dtype: torch.dtype, world_size: int = 1) -> dict[str, Any]:
     """`wall`, `steps_done`, `tokens_before`: seconds, steps and tokens (all ranks') of this fit() before this step
     ended. Collective under torchrun."""
-    peak = device_peak_flops(device, autocast_dtype or torch.float32)
+    # the peak of the dtype the forward computes in (FSDP2 runs have no autocast: its mixed-precision policy casts)
+    peak = device_peak_flops(device, compute_dtype)
     speed = step_throughput(res.text_tokens, res.attn_len, step_time, model_cfg, world_size, peak, device)
     row = {
         "step": step, "lr": lr, "grad_norm": grad_norm,

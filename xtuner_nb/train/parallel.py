@@ -65,7 +65,7 @@ def device_mesh(fsdp_cfg: FSDPConfig, info: DistInfo):
                             mesh_dim_names=("hsdp_replicate", "hsdp_shard"))
 
 
-def place_model(model: nn.Module, fsdp_cfg: FSDPConfig, info: DistInfo) -> nn.Module:
+def place_model(model: nn.Module, fsdp_cfg: FSDPConfig, info: DistInfo, precision=None) -> nn.Module:
     """Move (or, for a model on the meta device, only shard) the model; the caller `to_empty`s a meta model."""
     on_meta = any(p.is_meta for p in model.parameters())
     if on_meta and not info.distributed:
@@ -79,9 +79,12 @@ def place_model(model: nn.Module, fsdp_cfg: FSDPConfig, info: DistInfo) -> nn.Mo
         return model
     from torch.distributed.fsdp import CPUOffloadPolicy, MixedPrecisionPolicy, fully_shard
 
-    dtype = compute_dtype(fsdp_cfg, info.device)
-    mp = MixedPrecisionPolicy(param_dtype=dtype, reduce_dtype=_DTYPES[fsdp_cfg.reduce_dtype]
-                              if info.device.type == "cuda" else torch.float32)
+    if precision is not None:  # train.precision.Precision, chosen by device
+        mp = MixedPrecisionPolicy(param_dtype=precision.compute, reduce_dtype=precision.reduce)
+    else:
+        mp = MixedPrecisionPolicy(param_dtype=compute_dtype(fsdp_cfg, info.device),
+                                  reduce_dtype=_DTYPES[fsdp_cfg.reduce_dtype]
+                                  if info.device.type == "cuda" else torch.float32)
     kw = dict(mesh=device_mesh(fsdp_cfg, info), mp_policy=mp, reshard_after_forward=fsdp_cfg.reshard_after_forward)
     if fsdp_cfg.cpu_offload:
         kw["offload_policy"] = CPUOffloadPolicy()

@@ -36,9 +36,11 @@ class StepResult:
 
 
 def forward_backward(model: nn.Module, packs: list[dict], loss_cfg: BaseLossConfig, device: torch.device,
-                     world_size: int, autocast_dtype: torch.dtype | None) -> StepResult:
+                     world_size: int, autocast_dtype: torch.dtype | None, defer_reduce_scatter: bool = False,
+                     grad_scaler: "torch.amp.GradScaler | None" = None, fp32_lm_head: bool = False) -> StepResult:
     if type(loss_cfg) is not CELossConfig:
-        return _custom_loss_forward_backward(model, packs, loss_cfg, device, world_size, autocast_dtype)
+        return _custom_loss_forward_backward(model, packs, loss_cfg, device, world_size, autocast_dtype,
+                                             defer_reduce_scatter, grad_scaler)
     weights = [loss_weights(p["shifted_labels"], p["cu_seq_lens"], loss_cfg.loss_reduction, loss_cfg.ignore_idx)
                .to(device) for p in packs]
     local_denom = torch.stack([w.sum() for w in weights]).sum().double()
@@ -46,18 +48,19 @@ def forward_backward(model: nn.Module, packs: list[dict], loss_cfg: BaseLossConf
     local_sum = torch.zeros((), dtype=torch.float64, device=device)
     fsdp = hasattr(model, "set_requires_gradient_sync")
     for i, (pack, w) in enumerate(zip(packs, weights)):
-        if fsdp:  # reduce-scatter gradients once per step, after the last pack
-            model.set_requires_gradient_sync(i == len(packs) - 1)
+        if fsdp:  # reduce-scatter after every pack (sharded grads only); deferred: once, after the last pack
+            model.set_requires_gradient_sync(not defer_reduce_scatter or i == len(packs) - 1)
         with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
             loss = model(**pack_inputs(pack, device), shifted_labels=pack["shifted_labels"].to(device),
-                         loss_weights=w, loss_denominator=denom.float(), loss_cfg=loss_cfg)
+                         loss_weights=w, loss_denominator=denom.float(), loss_cfg=loss_cfg,
+                         **({"fp32_lm_head": True} if fp32_lm_head else {}))
         # FSDP2 averages gradients over ranks; the calibrated loss wants their sum.
-        (loss * world_size if world_size > 1 else loss).backward()
+        scaled = loss * world_size if world_size > 1 else loss
+        (grad_scaler.scale(scaled) if grad_scaler is not None else scaled).backward()
         local_sum += loss.detach().double()
     reduced = all_reduce_sum(local_sum.clone())
-    lens = torch.cat([p["cu_seq_lens"].diff() for p in packs]).double()
-    pad = sum(int(p["num_padding"]) for p in packs)
-    real = lens.sum().item() - pad
+    lens = torch.cat([_sample_lengths(p) for p in packs]).double()  # padding segments left out (MFU, tokens)
+    real = lens.sum().item()
     return StepResult(
         reduced_loss=float(reduced),
         local_loss=float(local_sum * denom / local_denom) if local_denom > 0 else 0.0,
@@ -69,7 +72,8 @@ def forward_backward(model: nn.Module, packs: list[dict], loss_cfg: BaseLossConf
 
 def _custom_loss_forward_backward(model: nn.Module, packs: list[dict], loss_cfg: BaseLossConfig,
                                   device: torch.device, world_size: int,
-                                  autocast_dtype: torch.dtype | None) -> StepResult:
+                                  autocast_dtype: torch.dtype | None, defer_reduce_scatter: bool = False,
+                                  grad_scaler: "torch.amp.GradScaler | None" = None) -> StepResult:
     """XTuner's loss interface: `loss_cfg.build(data)` per pack, `build_batches` over the step's packs (the
     context calibrates, e.g. divides by the step's loss tokens), then `ctx(hidden, lm_head.weight)` per pack."""
     ctxs = [loss_cfg.build({k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in p.items()})
@@ -80,25 +84,37 @@ def _custom_loss_forward_backward(model: nn.Module, packs: list[dict], loss_cfg:
     fsdp = hasattr(model, "set_requires_gradient_sync")
     for i, (pack, ctx) in enumerate(zip(packs, ctxs)):
         if fsdp:
-            model.set_requires_gradient_sync(i == len(packs) - 1)
+            model.set_requires_gradient_sync(not defer_reduce_scatter or i == len(packs) - 1)
         with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
             loss = model(**pack_inputs(pack, device), loss_ctx=ctx)
-        (loss * world_size if world_size > 1 else loss).backward()
+        scaled = loss * world_size if world_size > 1 else loss
+        (grad_scaler.scale(scaled) if grad_scaler is not None else scaled).backward()
         local_sum += loss.detach().double()
     reduced = all_reduce_sum(local_sum.clone())
-    lens = torch.cat([p["cu_seq_lens"].diff() for p in packs]).double()
-    real = lens.sum().item() - sum(int(p["num_padding"]) for p in packs)
+    lens = torch.cat([_sample_lengths(p) for p in packs]).double()  # padding segments left out
+    real = lens.sum().item()
     return StepResult(reduced_loss=float(reduced), local_loss=float(local_sum), text_tokens=int(real),
                       loss_tokens=int(sum(int((p["shifted_labels"] != loss_cfg.ignore_idx).sum()) for p in packs)),
                       attn_len=float((lens ** 2).sum() / lens.sum()) if lens.sum() > 0 else 0.0)
 
 
+def _sample_lengths(pack: dict) -> torch.Tensor:
+    """Lengths of the real samples of a pack: the collator appends padding as pseudo-samples at the end."""
+    cu = pack["cu_seq_lens"].long()
+    real_end = int(cu[-1]) - int(pack["num_padding"])
+    return cu.diff()[cu[1:] <= real_end]
+
+
 def clip_and_step(model: nn.Module, optimizer: torch.optim.Optimizer, max_norm: float, do_clip: bool,
-                  skip_threshold: float | None, norm_dtype: torch.dtype = torch.float32) -> tuple[float, bool]:
+                  skip_threshold: float | None, norm_dtype: torch.dtype = torch.float32,
+                  grad_scaler: "torch.amp.GradScaler | None" = None) -> tuple[float, bool]:
     """Global L2 grad norm (DTensor-aware; accumulated in `norm_dtype`, XTuner's grad_norm_dtype), clip, then
     step -- or skip the update on NaN/Inf (or over threshold).
 
-    Returns (grad_norm, updated)."""
+    With fp16 loss scaling the gradients are unscaled first; an overflow (a non-finite norm, the same on every rank)
+    skips the update and lowers the scale. Returns (grad_norm, updated)."""
+    if grad_scaler is not None:
+        grad_scaler.unscale_(optimizer)
     params = [p for p in model.parameters() if p.grad is not None]
     grads = [p.grad if norm_dtype == torch.float32 else p.grad.to(norm_dtype) for p in params]
     norm = torch.nn.utils.get_total_norm(grads, norm_type=2.0, foreach=None)
@@ -110,5 +126,18 @@ def clip_and_step(model: nn.Module, optimizer: torch.optim.Optimizer, max_norm: 
         if do_clip:
             torch.nn.utils.clip_grads_with_norm_(params, max_norm, norm)
         optimizer.step()
+    if grad_scaler is not None:
+        _update_scale(grad_scaler)
     optimizer.zero_grad(set_to_none=True)
     return value, ok
+
+
+def _update_scale(grad_scaler: "torch.amp.GradScaler") -> None:
+    """GradScaler.update from this rank's overflow record; then every rank takes the smallest scale, so ranks whose
+    own shard was finite do not grow the scale while another rank's overflowed."""
+    grad_scaler.update()
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        scale = torch.tensor([grad_scaler.get_scale()], dtype=torch.float32,
+                             device=grad_scaler._scale.device if grad_scaler._scale is not None else "cpu")
+        torch.distributed.all_reduce(scale, op=torch.distributed.ReduceOp.MIN)
+        grad_scaler.update(float(scale))

@@ -18,10 +18,10 @@ from typing import Any, Iterator
 import torch
 
 from ..config import FSDPConfig
-from . import build, checkpointing
+from . import build, checkpointing, device_setup
 from .config import TrainerConfig
 from .default_hooks import default_hook_names, load_hook_factories, plot_history_function
-from .dist import DistInfo, all_reduce_max, init_distributed, teardown_distributed
+from .dist import DistInfo, all_reduce_max, any_rank, init_distributed, teardown_distributed
 from .evaluate import build_evaluator
 from .events import Control, Hook, TrainState, call_hooks
 from .interrupt import in_kernel, install_interrupt_handler
@@ -47,12 +47,15 @@ class Trainer:
         set_console_level(10 if cfg.debug else 20)  # XTuner's debug=True: DEBUG lines on the console
         self.logger.info(f"exp_dir: {self.exp_dir}  device: {self.dist.device}  {describe_node(self.dist)}")
         build.warn_if_memory_is_held(cfg, self.dist, self.logger)
+        plan = device_setup.plan_device(cfg, self.fsdp_cfg, self.dist, self.logger)  # precision, fit check
+        self.precision, self.memory_estimate, self.grad_scaler = plan.precision, plan.memory_estimate, plan.grad_scaler
+        self.attention_backend: str | None = None
         self.tokenizer = build.build_tokenizer(cfg, self.logger)
         data = build.build_data(cfg, self.dist, self.tokenizer, self.logger)
         self.loader, self.total_step = data.loader, data.total_step
         self.global_batch_size, self.micro_batch_size = data.global_batch_size, data.micro_batch_size
         self.evaluator = build_evaluator(self)  # eval data and prompts (None when no eval is configured)
-        parts = build.build_model(cfg, self.dist, self.tokenizer, self.logger)
+        parts = build.build_model(cfg, self.dist, self.tokenizer, self.logger, self.precision)
         self.model, self.autocast_dtype, self._lora_record = parts.model, parts.autocast_dtype, parts.lora_record
         self.optimizer, self.lr_scheduler = build.build_optimizer(cfg, self.model, self.total_step)
         self.cur_step, self.cur_epoch, self.consumed_tokens, self._time_offset = 0, 1, 0, 0.0
@@ -128,7 +131,8 @@ class Trainer:
         return TrainState(step=self.cur_step, total_step=self.total_step, epoch=self.cur_epoch,
                           total_epoch=self.config.total_epoch, consumed_tokens=self.consumed_tokens,
                           elapsed=self._time_offset, exp_dir=self.exp_dir, rank=self.dist.rank,
-                          world_size=self.dist.world_size, device=str(self.dist.device), history=self._rows)
+                          world_size=self.dist.world_size, device=str(self.dist.device), history=self._rows,
+                          precision=self.precision.name, attention_backend=self.attention_backend)
 
     def close(self) -> None:
         """Free the model and optimizer (GPU memory included); the Trainer cannot train afterwards."""
@@ -168,7 +172,7 @@ class Trainer:
                 tokens_at_start += row["runtime_info/total_text_tokens"]
                 call_hooks(hooks, "on_step_end", self.state, row, control)
                 self._maybe_evaluate(hooks, control)
-                checkpointing.maybe_save(self, hooks, control, force=control.should_save)
+                checkpointing.maybe_save(self, hooks, control, force=any_rank(control.should_save, self.dist.device))
                 control.should_save = False
                 if self._should_stop(control):
                     reason = "interrupted" if self._stop_reason == "interrupt" else "stopped"
@@ -203,9 +207,13 @@ class Trainer:
             torch.cuda.reset_peak_memory_stats(dev)
         lr = self.optimizer.param_groups[0]["lr"]  # the lr this step uses (read before scheduler.step)
         res = forward_backward(self.model, packs, cfg.effective_loss_cfg(), dev, self.dist.world_size,
-                               self.autocast_dtype)
+                               self.autocast_dtype, self.fsdp_cfg.defer_reduce_scatter, self.grad_scaler,
+                               self.fsdp_cfg.fp32_lm_head)
         grad_norm, updated = clip_and_step(self.model, self.optimizer, cfg.optim_cfg.max_grad_norm, cfg.do_clip,
-                                           cfg.optim_cfg.skip_grad_norm_threshold, getattr(torch, cfg.grad_norm_dtype))
+                                           cfg.optim_cfg.skip_grad_norm_threshold, getattr(torch, cfg.grad_norm_dtype),
+                                           self.grad_scaler)
+        if self.cur_step == steps_at_start:  # the first step of this fit() chose the attention kernel
+            self.attention_backend = device_setup.log_attention_backend(self.logger)
         if not updated:
             self.logger.warning(f"step {self.cur_step + 1}: grad norm {grad_norm} -> update skipped")
         self.lr_scheduler.step()
@@ -214,7 +222,7 @@ class Trainer:
                            grad_norm=grad_norm, updated=updated, res=res, step_time=time.time() - t0,
                            data_time=data_time, wall=time.time() - fit_start,
                            steps_done=self.cur_step - steps_at_start, tokens_before=tokens_since_start,
-                           model_cfg=self.model_cfg, device=dev, autocast_dtype=self.autocast_dtype,
+                           model_cfg=self.model_cfg, device=dev, compute_dtype=self.precision.compute,
                            world_size=self.dist.world_size)
         self.consumed_tokens += row["runtime_info/total_text_tokens"]
         self._record(row)
