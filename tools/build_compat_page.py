@@ -81,7 +81,8 @@ IMPLEMENTED_DIFFERENTLY = {
     ("MHAConfig", "attn_impl"): "flash_attention / flex_attention / eager_attention all run the packed varlen "
                                 "attention (flash kernel on CUDA, per-sample SDPA on CPU); sdpa / eager / varlen are "
                                 "this project's names",
-    ("FSDPConfig", "torch_compile"): "accepted, not applied (layers run eagerly)",
+    ("FSDPConfig", "torch_compile"): "default True is logged as not applied (eager layers); set explicitly, each "
+                                     "decoder layer is compiled",
 }
 
 # XTuner fields that are class attributes here (accepted as arguments when None or equal to the class's value)
