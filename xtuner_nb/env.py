@@ -82,12 +82,11 @@ def training_dtype(device):
 
 
 def attention_backend(device, dtype) -> str:
-    """The kernel model/attention.py picks for a packed Qwen3 attention (head_dim 128) on `device` in `dtype`."""
-    import torch
+    """The kernel the packed attention dispatcher picks for a Qwen3-shaped call (head_dim 128, GQA) on `device` in
+    `dtype` (model/attention_kernels.py decides, running the kernel and, on CUDA, its self-check)."""
+    from .model.attention_kernels import probe_backend
 
-    from .model import attention
-
-    return attention._pick_backend(torch.empty(8, 1, 128, device=device, dtype=dtype), 0.0)
+    return probe_backend(device, dtype)[0]
 
 
 def _version(dist: str) -> str | None:
@@ -178,6 +177,7 @@ def _precision_check(torch, device, dtype) -> Check:
 _WHY = {
     "torch": "torch's own varlen flash kernel (CUDA sm_80+, fp16/bf16)",
     "flash_attn": "flash-attn's varlen kernel (torch's own is not available here)",
+    "sdpa_block": "block-masked SDPA over each pack (no fused varlen kernel passed here; CUDA, packs up to 8k)",
     "loop": "one exact SDPA call per packed sample (no fused varlen kernel for this device and dtype)",
 }
 

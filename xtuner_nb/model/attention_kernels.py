@@ -271,3 +271,16 @@ class AttentionDispatcher:
 
 
 DISPATCHER = AttentionDispatcher()
+
+
+def probe_backend(device: torch.device, dtype: torch.dtype, hq: int = 2, hkv: int = 1,
+                  head_dim: int = 128) -> tuple[str, list[str]]:
+    """The kernel a fresh dispatcher picks for a small packed call on `device` in `dtype` (self-check included on
+    CUDA), and why the others were passed over. What `env_report` shows; the live DISPATCHER is left untouched."""
+    probe = AttentionDispatcher([Kernel(k.name, k.load, k.refuses) for k in DISPATCHER.kernels])
+    cu = torch.tensor([0, 5, 8], dtype=torch.int32, device=device)
+    q, k, v = (torch.randn(8, h, head_dim, device=device, dtype=dtype) for h in (hq, hkv, hkv))
+    with warnings.catch_warnings():  # a passed-over kernel is part of the answer here, not a warning
+        warnings.simplefilter("ignore")
+        probe(q, k, v, cu, cu, 5, 5, head_dim ** -0.5, True, 0.0)
+    return probe.backend_in_use() or "none", probe.notes
