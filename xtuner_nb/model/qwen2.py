@@ -38,7 +38,7 @@ class Qwen2DenseConfig(TransformerConfig):
     @classmethod
     def _fields_from_hf(cls, hf: "PretrainedConfig") -> dict[str, Any]:
         return {"attention": cls._mha_from_hf(hf, qk_norm=False, qkv_bias=True, o_bias=False,
-                                              sliding_window=getattr(hf, "sliding_window", None)),
+                                              sliding_window=_window(getattr(hf, "sliding_window", None))),
                 "use_sliding_window": bool(getattr(hf, "use_sliding_window", False))}
 
     def _check_representable(self) -> None:
@@ -86,3 +86,8 @@ QWEN2_PRESETS: dict[str, type[Qwen2DenseConfig]] = {
     "qwen2.5-1.5B": Qwen2Dense1P5BConfig,
     "qwen2.5-7B": Qwen2Dense7BConfig,
 }
+
+
+def _window(value: int | None) -> int:
+    """config.json's null window is XTuner's -1 (none), as for Qwen3 (MHAConfig.sliding_window)."""
+    return -1 if value is None else value
