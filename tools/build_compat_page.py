@@ -91,8 +91,10 @@ CLASS_ATTRIBUTE_FIELDS = {"model_type": "a class attribute here (config.json's m
 
 # Package names (module __all__ entries) that do not exist here, by pattern -> why
 MISSING_NAME_WHY = [
-    (r"MoE|Moe|Balancing|ZLoss|Router|AuxLoss|GreedyRouter", "MoE models are not supported (dense Qwen3 only)"),
-    (r"VL|Intern|Vision|MLLM|mllm|vl_|Qwen3_5|GptOss|Glm|DeepSeek|Qwen2", "only Qwen3 dense text models are supported"),
+    (r"MoE|Moe|Balancing|ZLoss|Router|AuxLoss|GreedyRouter",
+     "MoE models are not supported (dense Qwen3, Qwen2 and Llama only)"),
+    (r"VL|Intern|Vision|MLLM|mllm|vl_|Qwen3_5|GptOss|Glm|DeepSeek|Qwen2",
+     "dense text models only (Qwen3, Qwen2/Qwen2.5, Llama)"),
     (r"RL|LogProb|MTP", "RL and multi-token prediction are not supported"),
     (r"FTDP|Ftdp", "XTuner's internal FTDP data format is not supported; use OpenAI messages jsonl"),
     (r"Muon|GenerateConfig", "not implemented (see the config rows)"),
@@ -232,7 +234,7 @@ def preset_rows() -> list[tuple[str, str, str, str]]:
             rows.append((f"`get_model_config({alias!r})`", "preset", "same", f"`{type(cfg).__name__}`"))
         except ValueError:
             rows.append((f"`get_model_config({alias!r})`", "preset", "refused",
-                         "not a Qwen3 dense model (MoE / vision-language / other architecture)"))
+                         "not a dense text model supported here (MoE / vision-language / another architecture)"))
     return rows
 
 
