@@ -4,6 +4,7 @@ One row per XTuner v1 public name (from `tools/xtuner_v1_names.json`, read from 
 code base (imported): module paths, package names, config fields with their defaults, and `xtuner sft` CLI flags.
 A field's status comes from the field itself: `refused_unless_default` fields are "not supported" with their reason,
 fields whose description says they have no effect are "accepted, no effect", a different default is "different".
+The zh_cn page's notes come from `tools/compat_notes_zh_cn.py`; a note with no translation stops this script.
 `tests/compat/test_xtuner_compat.py` fails while a page is stale:
 
     .venv/bin/python tools/build_compat_page.py
@@ -16,6 +17,8 @@ import json
 import re
 from pathlib import Path
 from typing import Any
+
+from compat_notes_zh_cn import NOTES_ZH_CN  # tools/ is on the path: run as a script, or imported by the test
 
 ROOT = Path(__file__).resolve().parents[1]
 NAMES = json.loads((ROOT / "tools" / "xtuner_v1_names.json").read_text(encoding="utf-8"))
@@ -103,6 +106,12 @@ STATUS = {"en": {"same": "same", "different": "different", "no effect": "accepte
                  "refused": "not supported", "missing": "missing"},
           "zh_cn": {"same": "相同", "different": "不同", "no effect": "接受，无作用", "refused": "不支持",
                     "missing": "没有"}}
+# Notes built from a template with values -> the zh_cn template; a `reason` is translated through NOTES_ZH_CN, the
+# default values are code and stay as they are
+REFUSED_NOTE = "only XTuner's default; {reason}"
+DEFAULT_NOTE = "default {ours} here, `{theirs}` in XTuner"
+NOTE_TEMPLATES_ZH_CN = {REFUSED_NOTE: "仅接受 XTuner 的默认值；{reason}",
+                        DEFAULT_NOTE: "这里默认为 {ours}，XTuner 中为 `{theirs}`"}
 HEADER = {"en": "| XTuner v1 name | Kind | Here | Notes |\n|---|---|---|---|",
           "zh_cn": "| XTuner v1 名称 | 类别 | 本项目 | 说明 |\n|---|---|---|---|"}
 
@@ -179,7 +188,7 @@ def field_rows() -> list[tuple[str, str, str, str]]:
                 continue
             extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
             if REFUSED_KEY in extra:
-                rows.append((label, "field", "refused", f"only XTuner's default; {extra[REFUSED_KEY]}"))
+                rows.append((label, "field", "refused", REFUSED_NOTE.format(reason=extra[REFUSED_KEY])))
                 continue
             desc = info.description or ""
             why = DIFFERENT_DEFAULTS.get((name, field)) or DIFFERENT_DEFAULTS.get((name, "*"))
@@ -196,7 +205,7 @@ def field_rows() -> list[tuple[str, str, str, str]]:
                 rows.append((label, "field", "different", how))
             elif not same:
                 rows.append((label, "field", "different",
-                             why or f"default {plain(ours_default)!r} here, `{f['default']}` in XTuner"))
+                             why or DEFAULT_NOTE.format(ours=repr(plain(ours_default)), theirs=f["default"])))
             elif "no effect" in desc or "not applied" in desc:
                 rows.append((label, "field", "no effect", desc))
             else:
@@ -275,9 +284,57 @@ def all_rows() -> list[tuple[str, str, str, str]]:
     return module_rows() + field_rows() + preset_rows() + cli_rows()
 
 
+def template_values(template: str, note: str) -> dict[str, str] | None:
+    """The values a note was built with from `template`, or None when it was not built from it."""
+    pattern = re.escape(template)
+    for key in re.findall(r"\{(\w+)\}", template):
+        pattern = pattern.replace(re.escape(f"{{{key}}}"), f"(?P<{key}>.+)")
+    match = re.fullmatch(pattern, note)
+    return match.groupdict() if match else None
+
+
+def note_zh_cn(note: str) -> str | None:
+    """The Chinese note, or None when it has no translation (an empty note or a code name needs none)."""
+    if not note or re.fullmatch(r"`[^`]*`", note):
+        return note
+    if note in NOTES_ZH_CN:
+        return NOTES_ZH_CN[note]
+    for template, zh in NOTE_TEMPLATES_ZH_CN.items():
+        values = template_values(template, note)
+        if values is None:
+            continue
+        if "reason" in values:
+            values["reason"] = NOTES_ZH_CN.get(values["reason"])
+            if values["reason"] is None:
+                return None
+        return zh.format(**values)
+    return None
+
+
+def untranslated(rows: list[tuple[str, str, str, str]]) -> list[str]:
+    """English notes of `rows` with no Chinese translation (the part to add to tools/compat_notes_zh_cn.py)."""
+    missing = set()
+    for *_, note in rows:
+        if note_zh_cn(note) is None:
+            reason = template_values(REFUSED_NOTE, note)
+            missing.add(reason["reason"] if reason else note)
+    return sorted(missing)
+
+
+class UntranslatedNotes(ValueError):
+    def __init__(self, notes: list[str]):
+        super().__init__(f"{len(notes)} note(s) of the compatibility table have no Chinese translation; add them to "
+                         "NOTES_ZH_CN in tools/compat_notes_zh_cn.py:\n" + "\n".join(f"  {n!r}" for n in notes))
+
+
 def table(lang: str) -> str:
+    rows = all_rows()
+    if lang == "zh_cn" and (missing := untranslated(rows)):
+        raise UntranslatedNotes(missing)
     lines = [HEADER[lang]]
-    for name, kind, status, note in all_rows():
+    for name, kind, status, note in rows:
+        if lang == "zh_cn":
+            note = note_zh_cn(note)
         note = note.replace("|", "\\|").replace("\n", " ")
         lines.append(f"| {name} | {kind} | {STATUS[lang][status]} | {note} |")
     src = NAMES["source"]
@@ -298,9 +355,12 @@ def render(lang: str, text: str) -> str:
 
 
 def main() -> None:
-    for lang in ("en", "zh_cn"):
-        path = page_path(lang)
-        path.write_text(render(lang, path.read_text(encoding="utf-8")), encoding="utf-8")
+    try:  # both pages are rendered before either is written
+        pages = {page_path(lang): render(lang, page_path(lang).read_text(encoding="utf-8")) for lang in ("en", "zh_cn")}
+    except UntranslatedNotes as e:
+        raise SystemExit(f"error: {e}") from None
+    for path, text in pages.items():
+        path.write_text(text, encoding="utf-8")
         print(f"wrote {path.relative_to(ROOT)}")
 
 

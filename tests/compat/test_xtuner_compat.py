@@ -8,6 +8,7 @@ on PyPI, so the test cannot fetch it).
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -180,3 +181,29 @@ def test_compat_page_is_generated_from_both_code_bases(lang):
     assert compat.BEGIN in text and compat.END in text
     assert text == compat.render(lang, text), "stale: run `.venv/bin/python tools/build_compat_page.py`"
     assert not [r for r in compat.all_rows() if r[2] == "missing"], "an XTuner name with no row status"
+
+
+def _english_only(note: str) -> bool:
+    """Words outside code spans and no Chinese: an untranslated note (a code name alone or an empty note is fine)."""
+    rest = re.sub(r"`[^`]*`", "", note)
+    return rest.isascii() and re.search("[A-Za-z]", rest) is not None
+
+
+def test_zh_cn_notes_are_all_translated(monkeypatch):
+    assert _english_only("not implemented (see `x`)") and not _english_only("`xtuner_nb.model`")
+    assert not _english_only("未实现（见 `x`）") and not _english_only("")
+    rows = compat.all_rows()
+    text = compat.page_path("zh_cn").read_text(encoding="utf-8")
+    generated = text.partition(compat.BEGIN)[2].partition(compat.END)[0]
+    notes = [re.split(r"(?<!\\)\|", line)[4].strip() for line in generated.splitlines() if line.startswith("| `")]
+    assert len(notes) == len(rows)
+    assert [n for n in notes if _english_only(n)] == [], "English notes in docs/zh_cn/xtuner_compat.md"
+    assert compat.note_zh_cn("default 'x' here, `y` in XTuner") == "这里默认为 'x'，XTuner 中为 `y`"
+    unused = [k for k in compat.NOTES_ZH_CN if not any(k in row[3] for row in rows)]
+    assert unused == [], "translations of notes the table no longer has: remove them from tools/compat_notes_zh_cn.py"
+    # a new English note (or a refused field's new reason) stops the generator instead of reaching the page
+    new = [("`a`", "field", "different", "a new note"), ("`b`", "field", "refused", "only XTuner's default; a reason")]
+    monkeypatch.setattr(compat, "all_rows", lambda: rows + new)
+    with pytest.raises(compat.UntranslatedNotes, match="2 note.*\n  'a new note'\n  'a reason'"):
+        compat.table("zh_cn")
+    assert compat.table("en").count("| a new note |") == 1
