@@ -140,7 +140,7 @@ NOTES_ZH_CN: dict[str, str] = {
         "fsdp_cfg.recompute_ratio=1.0 或使用 CELossConfig(mode='chunk')",
     "tensor parallelism is not implemented (XTuner supports it for MoE models only); use FSDP over more GPUs "
     "(torchrun), fsdp_cfg.cpu_offload=True or LoRA to fit a larger model":
-        "未实现张量并行（XTuner 也只对 MoE 模型支持）；要放下更大的模型，请在更多 GPU 上用 FSDP（torchrun）、"
+        "未实现张量并行（XTuner 仅对 MoE 模型支持）；要放下更大的模型，请在更多 GPU 上用 FSDP（torchrun）、"
         "fsdp_cfg.cpu_offload=True 或 LoRA",
     "the q/k norms are plain RMSNorm (zero-centred norms belong to other XTuner models)":
         "q/k norm 是普通的 RMSNorm（零中心化的 norm 属于 XTuner 的其他模型）",
