@@ -178,6 +178,27 @@ def test_auto_resume_in_a_new_trainer_is_exact(tiny_ckpt, tmp_path):
     assert len(losses(again)) == 5
 
 
+def test_fp16_loss_scale_is_checkpointed_and_restored(tiny_ckpt, tmp_path):
+    """The dynamic loss scale of fp16 runs (CUDA sm70-75) is part of the checkpoint: a resume must not restart it
+    from 65536 and skip steps on overflow again. CPU has no fp16 path, so a CPU GradScaler stands in: it scales,
+    unscales and grows exactly as the CUDA one does, and the Trainer's step code is the same."""
+    from xtuner_nb.train import Trainer
+    from xtuner_nb.train.checkpointing import resume_if_asked
+
+    cfg = dict(total_step=2, checkpoint_interval=2)
+    first = Trainer.from_config(small_config(tiny_ckpt, tmp_path, **cfg))
+    first.grad_scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10, growth_interval=1)
+    first.fit()
+    assert first.grad_scaler.get_scale() == 2.0**12  # two finite steps, each one doubles it
+    saved = json.loads((first.exp_dir / "checkpoints" / "ckpt-step-2" / "train_state.json").read_text())
+    assert saved["grad_scaler"]["scale"] == 2.0**12 and saved["grad_scaler"]["_growth_tracker"] == 0
+    first.close()
+    again = Trainer.from_config(small_config(tiny_ckpt, tmp_path, auto_resume=True, **cfg))
+    again.grad_scaler = torch.amp.GradScaler("cpu", init_scale=2.0**16, growth_interval=1)
+    resume_if_asked(again)
+    assert again.cur_step == 2 and again.grad_scaler.get_scale() == 2.0**12
+
+
 def test_half_written_checkpoint_is_ignored_and_maxkeep_prunes(tiny_ckpt, tmp_path):
     from xtuner_nb.train import Trainer
 

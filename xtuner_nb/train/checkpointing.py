@@ -67,6 +67,11 @@ def resume_if_asked(trainer: "Trainer") -> None:
     ts = out["train_state"]
     trainer.cur_step, trainer.cur_epoch = ts["cur_step"], ts["cur_epoch"]
     trainer.consumed_tokens, trainer._time_offset = ts["total_consumed_tokens"], ts["train_time_offset"]
+    if trainer.grad_scaler is not None and ts.get("grad_scaler"):
+        trainer.grad_scaler.load_state_dict(ts["grad_scaler"])
+    elif trainer.grad_scaler is not None:
+        trainer.logger.warning(f"{path}: saved without a loss scale (not an fp16 run); the fp16 loss scale starts "
+                               f"again from {trainer.grad_scaler.get_scale():g}")
     if lc.load_dataset:  # continue mid-epoch: the next batch is the one after the checkpoint's step
         trainer.loader.load_state_dict(out["loader_state"])
         trainer._data_iter = iter(trainer.loader)
@@ -115,6 +120,8 @@ def save_checkpoint(trainer: "Trainer", hooks: list[Hook], control: Control, sna
         ckpt.remove_stale_tmp(exp_dir)
     train_state = {"cur_step": step, "cur_epoch": trainer.cur_epoch, "total_consumed_tokens": trainer.consumed_tokens,
                    "train_time_offset": trainer._time_offset, **trainer._lora_record}
+    if trainer.grad_scaler is not None:  # fp16: the loss scale and its growth counter, so a resume steps identically
+        train_state["grad_scaler"] = trainer.grad_scaler.state_dict()
     written = ckpt.save_checkpoint(path, model=trainer.model, optimizer=trainer.optimizer,
                                    scheduler=trainer.lr_scheduler, loader_state=trainer.loader.state_dict(),
                                    train_state=train_state, config_json=_config_json(trainer.config),
