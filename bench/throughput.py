@@ -3,8 +3,8 @@
     .venv/bin/python bench/throughput.py            # hidden 512, 8 layers, 32k vocab: about 10 min on 2 quiet cores
     .venv/bin/python bench/throughput.py --hidden 256 --layers 4 --samples 16 --reps 1   # a quick look (2 min)
     .venv/bin/python bench/throughput.py --model smollm2-135m-instruct    # the real pretrained model, full and LoRA
-    .venv/bin/python bench/throughput.py --model smollm2-135m-instruct --samples 8 --pack-len 1024 --max-steps 3 \
-        --reps 1 --eval-samples 0                                        # a short check that it runs (~10 min)
+    .venv/bin/python bench/throughput.py --model smollm2-135m-instruct --samples 12 --max-steps 4 --reps 1 \
+        --eval-samples 0                                                 # a short look (~7 min)
 
 Systems, each trained for one epoch over the same conversations, from the same fp32 random-init checkpoint:
   ours         xtuner_nb Trainer: soft packing to --pack-len, varlen attention (one SDPA per sample on CPU),
