@@ -9,8 +9,10 @@ appear next to the field they belong to, and a live preview shows the Python cod
 the fields that differ from the defaults). Model configs get a preset picker that swaps the size preset while
 keeping the fields the user changed. Core ipywidgets only, so it renders in JupyterLab, VS Code and Colab; with no
 clicks (a notebook run headless) `form.value` is just the config it was made from.
-"""
 
+This file is the form itself; the widgets of each row are in `form_editors.py` (scalars, text, sequences, JSON,
+Optional) and `form_nested.py` (sub-forms of nested configs, the annotation -> editor dispatch, `FieldRow`).
+"""
 
 from __future__ import annotations
 
