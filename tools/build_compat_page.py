@@ -234,7 +234,7 @@ def module_rows() -> list[tuple[str, str, str, str]]:
 
 
 def preset_rows() -> list[tuple[str, str, str, str]]:
-    from xtuner_nb.model import MODEL_PRESETS, get_model_config
+    from xtuner_nb.model import get_model_config
 
     rows = []
     for alias in NAMES["model_presets"]:
@@ -329,12 +329,13 @@ class UntranslatedNotes(ValueError):
 
 def table(lang: str) -> str:
     rows = all_rows()
-    if lang == "zh_cn" and (missing := untranslated(rows)):
-        raise UntranslatedNotes(missing)
+    notes = [note for *_, note in rows]
+    if lang == "zh_cn":
+        notes = [note_zh_cn(note) for note in notes]
+        if None in notes:
+            raise UntranslatedNotes(untranslated([row for row, zh in zip(rows, notes) if zh is None]))
     lines = [HEADER[lang]]
-    for name, kind, status, note in rows:
-        if lang == "zh_cn":
-            note = note_zh_cn(note)
+    for (name, kind, status, _), note in zip(rows, notes):
         note = note.replace("|", "\\|").replace("\n", " ")
         lines.append(f"| {name} | {kind} | {STATUS[lang][status]} | {note} |")
     src = NAMES["source"]
