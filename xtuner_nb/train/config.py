@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_serializer, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from ..config import AdamWConfig, FSDPConfig, LRConfig, MuonConfig, XConfig
 from ..config.base import refused_unless_default
