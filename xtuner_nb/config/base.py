@@ -17,13 +17,28 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 TYPE_KEY = "__type__"  # records the class so that a preset or subclass comes back as itself
 REFUSED_KEY = "xtuner_refused"  # json_schema_extra key of a field that only takes XTuner's default here
+COMPAT_KEY = "xtuner_compat"  # json_schema_extra key of every field kept only so that XTuner's configs load
+
+
+def compat_field(default: Any, why: str, **kw: Any) -> Any:
+    """A field XTuner has that does nothing here (a knob of XTuner's own kernels or storage): any value is
+    accepted and ignored, `why` says so. Declared after a config's real fields; forms show it under a collapsed
+    "XTuner compatibility" section."""
+    return Field(default, json_schema_extra={COMPAT_KEY: why}, description=f"Accepted for XTuner compatibility; {why}",
+                 **kw)
+
+
+def is_compat_field(info: Any) -> bool:
+    """True for a `compat_field` or a `refused_unless_default` field (pydantic FieldInfo)."""
+    extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+    return COMPAT_KEY in extra
 
 
 def refused_unless_default(default: Any, why: str, *, also: tuple = (), **kw: Any) -> Any:
     """A field XTuner has and this project does not implement: its default (and the values in `also`) are
     accepted, so a config XTuner dumps loads; any other value fails with `why` (which says what to use instead).
     The compatibility page (docs/*/xtuner_compat.md) lists these fields from this marker."""
-    extra = {REFUSED_KEY: why}
+    extra = {REFUSED_KEY: why, COMPAT_KEY: why}
     if "default_factory" in kw:
         return Field(json_schema_extra=extra, description=f"Accepted for XTuner compatibility; {why}", **kw)
     extra["also"] = list(also)
