@@ -291,7 +291,7 @@ def run_ours(init: Path | None, train_jsonl: Path, model_cfg, *, pack_len: int, 
     from xtuner_nb.config import AdamWConfig, FSDPConfig, LRConfig
     from xtuner_nb.datasets import DataloaderConfig, DatasetConfig, OpenaiTokenizeFunctionConfig
     from xtuner_nb.loss import CELossConfig
-    from xtuner_nb.train.events import Hook
+    from xtuner_nb.train.hooks.events import Hook
     from xtuner_nb.train.trainer import Trainer
 
     from transformers import AutoTokenizer

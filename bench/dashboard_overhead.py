@@ -74,7 +74,7 @@ def timed_fit(tiny, work_dir, steps, pack, with_dashboard: bool):
     sink = KernelLikeSink()
     dash = LiveDashboard(display=sink) if with_dashboard else None
     trainer = build_trainer(tiny, work_dir, steps, pack, [dash] if dash else [])
-    from xtuner_nb.train.tracker import set_console_level
+    from xtuner_nb.train.logs import set_console_level
 
     set_console_level(30)  # no per-step log lines on either side (printing costs time too)
     t0, c0 = time.perf_counter(), time.process_time()

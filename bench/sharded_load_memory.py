@@ -79,7 +79,7 @@ def child(args) -> None:
     from xtuner_nb.datasets.demo import demo_data_path
     from xtuner_nb.model import Qwen3DenseConfig
     from xtuner_nb.train import Trainer
-    from xtuner_nb.train.dist import teardown_distributed
+    from xtuner_nb.train.distributed import teardown_distributed
 
     dist.init_process_group("gloo")  # the Trainer reuses it; its memory is part of the baseline
     before, maxrss_before = _anon_gib(), common.peak_rss_gib()

@@ -3,7 +3,7 @@
 Public layout mirrors `xtuner.v1.*`: `xtuner_nb.model`, `xtuner_nb.config`, `xtuner_nb.datasets`, `xtuner_nb.loss`,
 `xtuner_nb.train`; `xtuner_nb.notebook` holds every widget and plot. Importing the package has no side effects: the
 hooks a Trainer adds by itself (the notebook dashboard, curves.png) are chosen when it is built
-(`xtuner_nb.train.default_hooks`). `xtuner_nb.env_report()` says what this kernel has for training (torch, GPU,
+(`xtuner_nb.train.hooks.builtin`). `xtuner_nb.env_report()` says what this kernel has for training (torch, GPU,
 precision, attention kernel, widgets) and how to fix what is missing.
 """
 

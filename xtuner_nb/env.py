@@ -1,7 +1,7 @@
 """`xtuner_nb.env_report()` / `xtuner-nb env`: what this kernel has for training, on one screen, a fix per problem.
 
 Torch and its CUDA build, the GPU (bf16/fp16, free memory), the precision and the packed-attention kernel training
-will use (asked from train/parallel.py and model/attention.py, so the report follows their choices), ipywidgets and
+will use (asked from train/precision.py and model/attention_kernels.py, so the report follows their choices), ipywidgets and
 the notebook front end, and optionally whether a checkpoint folder is readable.
 """
 
@@ -62,9 +62,9 @@ def env_report(checkpoint: str | os.PathLike | None = None) -> EnvReport:
               _torch_check(torch), Check("transformers", _version("transformers") or "not installed")]
     device = torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu")
     checks += _device_checks(torch, device)
-    dtype = training_dtype(device)
-    checks.append(_precision_check(torch, device, dtype))
-    checks.append(_attention_check(device, dtype))
+    precision = training_precision(device)
+    checks.append(precision_check(precision))
+    checks.append(_attention_check(device, precision.compute))
     checks.append(_widgets_check())
     if checkpoint is not None:
         checks.append(_checkpoint_check(Path(checkpoint).expanduser()))
@@ -73,12 +73,13 @@ def env_report(checkpoint: str | os.PathLike | None = None) -> EnvReport:
     return EnvReport(checks)
 
 
-def training_dtype(device):
-    """The compute dtype the Trainer uses on `device` with its default config (train/parallel.py decides)."""
+def training_precision(device, capability: tuple[int, int] | None = None):
+    """The precision the Trainer uses on `device` with its default config: train/precision.py decides, for the
+    Trainer too (`capability` plans for another GPU, e.g. (7, 5) for a T4)."""
     from .config import FSDPConfig
-    from .train.parallel import compute_dtype
+    from .train.precision import choose_precision
 
-    return compute_dtype(FSDPConfig(), device)
+    return choose_precision(FSDPConfig(), device, capability)
 
 
 def attention_backend(device, dtype) -> str:
@@ -163,15 +164,9 @@ def _ram() -> tuple[int | None, int | None]:
         return None, None
 
 
-def _precision_check(torch, device, dtype) -> Check:
-    name = str(dtype).removeprefix("torch.")
-    if device.type == "cpu":
-        return Check("precision", f"{name} (CPU: bf16 matmuls are slow and less exact there)")
-    value = f"{name} autocast, fp32 master weights"
-    if dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported(including_emulation=False):
-        return Check("precision", value + ": this GPU has no native bf16 (emulated, slow)", True,
-                     "use a GPU of sm_80 or newer (A100, L4, A10G, H100; Colab: L4 or A100)")
-    return Check("precision", value)
+def precision_check(precision) -> Check:
+    """What the Trainer will compute in, as its own log line says it (`Precision.describe`)."""
+    return Check("precision", precision.describe().removeprefix("precision: "))
 
 
 _WHY = {

@@ -29,7 +29,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 TOTAL_STEPS = 2000
 SETUP = tiny_trainer_cell(pack_len=256, total_step=TOTAL_STEPS) + 'print("READY")\n'
 AFIT = "await trainer.afit()\nprint('AFIT_RETURNED at step', trainer.cur_step)"
-SYNC = ("import time\nfrom xtuner_nb.train.events import Hook\n\n"
+SYNC = ("import time\nfrom xtuner_nb.train.hooks.events import Hook\n\n"
         "class Slow(Hook):\n    def on_step_end(self, state, metrics, control):\n        time.sleep(0.3)\n\n"
         "trainer.hooks.append(Slow())\ntrainer.fit()")
 

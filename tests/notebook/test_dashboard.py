@@ -12,7 +12,7 @@ from IPython.display import HTML, Image
 
 from xtuner_nb.notebook.dashboard import STOP_HINT, LiveDashboard, auto_dashboard
 from xtuner_nb.notebook.plots import CurveData, compare_runs, load_tracker, plot_history, save_curves_png
-from xtuner_nb.train.events import Control, TrainState
+from xtuner_nb.train.hooks.events import Control, TrainState
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -250,7 +250,7 @@ def test_compare_runs_and_tracker_errors(tmp_path):
 def test_auto_dashboard_is_none_outside_a_kernel():
     assert auto_dashboard(SimpleNamespace()) is None
     from xtuner_nb.notebook.hooks import dashboard
-    from xtuner_nb.train.default_hooks import default_hook_names
+    from xtuner_nb.train.hooks.builtin import default_hook_names
 
     assert dashboard(SimpleNamespace()) is None
     assert default_hook_names(None) == ["curves_png"]  # a script or pytest: no dashboard

@@ -15,7 +15,7 @@ pytest.importorskip("nbclient")
 FEED_EVENTS = textwrap.dedent("""
     import hashlib, math, time
     from xtuner_nb.notebook.dashboard import LiveDashboard
-    from xtuner_nb.train.events import Control, TrainState
+    from xtuner_nb.train.hooks.events import Control, TrainState
 
     dash = LiveDashboard(min_interval=0.2, max_overhead=0.5)  # a generous budget: several frames in 1.5 s
     state, control = TrainState(total_step=30), Control()
@@ -104,7 +104,7 @@ AFIT_WITH_CLICK = textwrap.dedent("""
 
 # the button while a synchronous fit() runs: disabled, with the hint (read by a hook during the run)
 SYNC_FIT = textwrap.dedent("""
-    from xtuner_nb.train.events import Hook
+    from xtuner_nb.train.hooks.events import Hook
 
     class Peek(Hook):
         def on_step_end(self, state, metrics, control):

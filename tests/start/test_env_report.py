@@ -7,7 +7,7 @@ import shutil
 import torch
 
 import xtuner_nb
-from xtuner_nb.env import EnvReport, attention_backend, training_dtype
+from xtuner_nb.env import EnvReport, attention_backend, training_precision
 from xtuner_nb.train.cli import main
 
 
@@ -28,8 +28,8 @@ def test_report_on_this_cpu_machine():
         assert checks["attention"].value.startswith("loop: ")
     # the report asks the parts that decide, so it follows their choices
     device = torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu")
-    assert checks["precision"].value.startswith(str(training_dtype(device)).removeprefix("torch."))
-    assert checks["attention"].value.startswith(attention_backend(device, training_dtype(device)))
+    assert checks["precision"].value.startswith(training_precision(device).name)
+    assert checks["attention"].value.startswith(attention_backend(device, training_precision(device).compute))
     text = str(report)
     assert len(text.splitlines()) <= 1 + 2 * len(report.checks)  # one screen: a line per check, a fix per problem
     assert repr(report) == text
@@ -75,3 +75,18 @@ def test_cli_env_exits_1_on_a_problem(tmp_path, capsys):
     assert main(["env", "--checkpoint", str(tmp_path / "nope")]) == 1
     out = capsys.readouterr().out
     assert out.startswith("xtuner_nb environment: 1 problem\n") and "✗ checkpoint" in out
+
+
+def test_env_report_and_trainer_agree_on_a_simulated_t4():
+    """One precision rule: on a T4 (sm75, no bf16) the Trainer trains in fp16 with loss scaling, and the report says
+    so (it asks the same function; it once said "bf16 ... emulated" while the Trainer used fp16)."""
+    from xtuner_nb.config import FSDPConfig
+    from xtuner_nb.env import precision_check
+    from xtuner_nb.train.precision import choose_precision
+
+    t4 = training_precision(torch.device("cuda", 0), capability=(7, 5))
+    assert t4 == choose_precision(FSDPConfig(), torch.device("cuda", 0), capability=(7, 5))
+    assert t4.compute == torch.float16 and t4.loss_scaling
+    assert precision_check(t4).value.startswith("float16 compute") and "loss scaling" in precision_check(t4).value
+    h100 = training_precision(torch.device("cuda", 0), capability=(9, 0))
+    assert h100.compute == torch.bfloat16 and precision_check(h100).value.startswith("bfloat16 compute")

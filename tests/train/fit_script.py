@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from tests.train.helpers import small_config  # noqa: E402
 from xtuner_nb.train import Hook, Trainer  # noqa: E402
-from xtuner_nb.train.dist import teardown_distributed  # noqa: E402
+from xtuner_nb.train.distributed import teardown_distributed  # noqa: E402
 
 
 class PrintLoss(Hook):

@@ -16,7 +16,7 @@ from xtuner_nb.config import FSDPConfig  # noqa: E402
 from xtuner_nb.datasets import DataloaderConfig, DatasetConfig, OpenaiTokenizeFunctionConfig  # noqa: E402
 from xtuner_nb.datasets.demo import demo_data_path  # noqa: E402
 from xtuner_nb.train import Hook, Trainer  # noqa: E402
-from xtuner_nb.train.dist import teardown_distributed  # noqa: E402
+from xtuner_nb.train.distributed import teardown_distributed  # noqa: E402
 
 
 class SaveAt(Hook):

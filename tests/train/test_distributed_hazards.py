@@ -35,7 +35,7 @@ def test_rank0_save_request_cache_and_default_recompute_under_torchrun(tiny_ckpt
     ref = json.loads((one_out / "rank0.json").read_text())
     assert r0["recompute"] == 1.0
     # the hook ran on rank 0 only, yet the checkpoint of step 1 is complete (both ranks wrote their shards)
-    from xtuner_nb.train.checkpoint import list_checkpoints
+    from xtuner_nb.train.checkpoint.run_dir import list_checkpoints
 
     exp = next((tmp_path / "two").glob("2*"))
     assert [p.name for p in list_checkpoints(exp)] == ["ckpt-step-1"]

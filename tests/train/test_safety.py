@@ -61,7 +61,7 @@ class _Payload:
 
 
 def _checkpoint(path: Path) -> tuple[Path, dict]:
-    from xtuner_nb.train import checkpoint as ckpt
+    from xtuner_nb.train.checkpoint import folder as ckpt
 
     model = torch.nn.Linear(4, 2)
     optimizer = torch.optim.AdamW(model.parameters())
@@ -76,7 +76,7 @@ def _checkpoint(path: Path) -> tuple[Path, dict]:
 def test_checkpoint_files_load_with_weights_only_and_a_malicious_pickle_is_refused(tmp_path):
     import numpy as np
 
-    from xtuner_nb.train import checkpoint as ckpt
+    from xtuner_nb.train.checkpoint import folder as ckpt
 
     np.random.seed(3)
     path, parts = _checkpoint(tmp_path / "ckpt-step-1")

@@ -2,7 +2,7 @@
 
 A Trainer built inside a Jupyter kernel adds it to every `fit()` by default (the `dashboard` entry point,
 `notebook/hooks.py` -> `auto_dashboard`; `TrainerConfig(default_hooks=[])` turns it off). It only observes
-the Trainer through the hook events of `xtuner_nb.train.events` and asks for a stop through `Control`.
+the Trainer through the hook events of `xtuner_nb.train.hooks.events` and asks for a stop through `Control`.
 
 Rendering follows what survives JupyterLab, VS Code, Colab, nbmake and GitHub (anchors §5): a PNG and an HTML line
 shown once with `display(..., display_id=True)` and replaced with `handle.update(...)`: no `clear_output`, no new
@@ -27,7 +27,7 @@ import weakref
 from pathlib import Path
 from typing import Any, Callable
 
-from ..train.events import Control, EndReason, Hook, SaveKind, TrainState
+from ..train.hooks.events import Control, EndReason, Hook, SaveKind, TrainState
 from .eval_view import GENERATIONS_KEY, generations_html
 from .plots import CurveData, CurvesFigure, save_curves_png
 

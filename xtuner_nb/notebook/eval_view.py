@@ -15,8 +15,8 @@ GENERATIONS_KEY = "eval/generations"
 
 def latest_generations(source: Any) -> tuple[int | None, list[dict[str, Any]]]:
     """(step, generations) of the latest eval in `source` that has generations; (None, []) when there is none."""
-    if hasattr(source, "_rows"):  # a Trainer: its raw rows (eval rows apart from training rows)
-        source = source._rows
+    if hasattr(source, "rows"):  # a Trainer: its raw rows (eval rows apart from training rows)
+        source = source.rows
     if hasattr(source, "to_dict") and hasattr(source, "columns"):  # a DataFrame
         source = source.to_dict("records")
     if isinstance(source, dict):

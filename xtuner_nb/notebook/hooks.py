@@ -1,6 +1,6 @@
 """The notebook layer's hooks for the Trainer, found through the `xtuner_nb.hooks` entry points (pyproject.toml).
 
-`xtuner_nb.train.default_hooks` picks them by name when a Trainer is built; this module is imported only then.
+`xtuner_nb.train.hooks.builtin` picks them by name when a Trainer is built; this module is imported only then.
 Each factory takes the Trainer and returns a `Hook`, or None when it has nothing to do in this process.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..train.events import Hook
+from ..train.hooks.events import Hook
 
 
 def dashboard(trainer: Any):

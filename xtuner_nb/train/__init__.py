@@ -1,11 +1,11 @@
 """Training: `from xtuner_nb.train import Trainer, TrainerConfig`.
 
-Imported lazily so that `xtuner_nb.train.events` (which the notebook layer and the package root use) stays light.
+Imported lazily so that `xtuner_nb.train.hooks.events` (which the notebook layer uses) stays light.
 """
 
 from importlib import import_module
 
-from .events import Control, Hook, TrainState
+from .hooks.events import Control, Hook, TrainState
 
 __all__ = ["Trainer", "TrainerConfig", "LoadCheckpointConfig", "ResumeConfig", "HooksConfig", "UTF8ByteTokenizer",
            "Hook", "Control", "TrainState"]

@@ -20,10 +20,9 @@ from torch import nn
 from ..config import FSDPConfig
 from ..datasets import DataloaderConfig
 from .config import TrainerConfig
-from .dist import DistInfo, barrier
+from .distributed import DistInfo, barrier
 from .lora import apply_lora, base_fingerprint, describe as describe_lora, resume_record as lora_resume_record
-from .device_setup import compile_layers
-from .parallel import apply_recompute, place_model
+from .parallel import apply_recompute, compile_layers, place_model
 from .precision import Precision
 
 

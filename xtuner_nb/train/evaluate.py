@@ -19,35 +19,31 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import random
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import Any, Iterator
 
 import torch
 
 from ..loss import loss_weights
-from .dist import all_reduce_sum
+from .distributed import DistInfo, all_reduce_sum
 from .step import pack_inputs
 
-if TYPE_CHECKING:
-    from .trainer import Trainer
 
-
-def build_evaluator(trainer: "Trainer") -> "Evaluator | None":
-    """The Trainer's evaluator, or None when neither `eval_dataloader_cfg` nor `eval_prompts` is set."""
-    cfg = trainer.config
+def build_evaluator(cfg: Any, tokenizer: Any, dist: DistInfo, logger: logging.Logger) -> "Evaluator | None":
+    """A run's evaluator, or None when neither `eval_dataloader_cfg` nor `eval_prompts` is set."""
     if cfg.eval_dataloader_cfg is None and not cfg.eval_prompts:
         return None
     with preserve_rng():  # building must not move the RNG that initialises the model
-        return Evaluator(trainer)
+        return Evaluator(cfg, tokenizer, dist, logger)
 
 
 class Evaluator:
-    def __init__(self, trainer: "Trainer"):
-        cfg = trainer.config
-        self.tokenizer, self.dist, self.loss_cfg = trainer.tokenizer, trainer.dist, _eval_loss_cfg(cfg)
+    def __init__(self, cfg: Any, tokenizer: Any, dist: DistInfo, logger: logging.Logger):
+        self.tokenizer, self.dist, self.loss_cfg = tokenizer, dist, _eval_loss_cfg(cfg)
         self.match, self.max_new_tokens = cfg.eval_match, cfg.eval_max_new_tokens
         self.loader = None
         if cfg.eval_dataloader_cfg is not None:
@@ -56,7 +52,7 @@ class Evaluator:
             dl_cfg = dl_cfg.model_copy(update={"pad_token_id": pad if pad is not None else self.tokenizer.eos_token_id})
             # dp_size=1 on every rank: all ranks plan the same packs and split them themselves (see `loss`)
             self.loader = dl_cfg.build(self.tokenizer, dp_rank=0, dp_size=1, micro_batch_size=1, seed=cfg.seed)
-            trainer.logger.info(f"eval data: {self.loader.stats.summary().splitlines()[0]}")
+            logger.info(f"eval data: {self.loader.stats.summary().splitlines()[0]}")
         template = _chat_template_name(cfg.eval_dataloader_cfg, cfg.dataset_cfg, cfg.dataloader_cfg)
         self.prompts = list(cfg.eval_prompts or [])
         self.prompt_ids = [render_prompt(self.tokenizer, template, p.prompt, p.system) for p in self.prompts]

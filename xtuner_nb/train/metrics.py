@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from .dist import all_reduce_sum
+from .distributed import all_reduce_sum
 from .flops import device_peak_flops, flops_per_token
 from .step import StepResult
 

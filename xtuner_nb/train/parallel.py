@@ -1,7 +1,8 @@
-"""Placing the model: activation checkpointing, then FSDP2 under torchrun or a plain module in one process.
+"""Placing the model, layer by layer: activation checkpointing, torch.compile, then FSDP2 under torchrun or a plain
+module in one process.
 
-One process (the notebook kernel): fp32 master weights on the device; on CUDA the forward runs under bf16
-autocast (`compute_dtype`), on CPU in fp32. Several processes: PyTorch FSDP2 `fully_shard` per decoder layer,
+One process (the notebook kernel): fp32 master weights on the device, the forward under autocast in the compute
+dtype that `precision.choose_precision` picked. Several processes: PyTorch FSDP2 `fully_shard` per decoder layer,
 then the root (embeddings, final norm and lm_head stay in the root group, so the loss can use the lm_head
 weight inside the root's forward), with `MixedPrecisionPolicy(param_dtype, reduce_dtype)`. With
 `fsdp_cfg.hsdp_sharding_size=K` (HSDP, as XTuner) the ranks form a 2-D mesh, (world // K) replicas x K shards:
@@ -12,14 +13,14 @@ per-layer all-gathers stay on a node's fast links and only the gradient all-redu
 from __future__ import annotations
 
 import functools
+import logging
 
 import torch
 from torch import nn
 
 from ..config import FSDPConfig
-from .dist import DistInfo
-
-_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+from .distributed import DistInfo
+from .precision import Precision
 
 
 def decoder_layers(model: nn.Module) -> nn.ModuleList:
@@ -47,9 +48,29 @@ def apply_recompute(model: nn.Module, fsdp_cfg: FSDPConfig) -> int:
     return n
 
 
-def compute_dtype(fsdp_cfg: FSDPConfig, device: torch.device) -> torch.dtype:
-    """bf16 (or the configured param dtype) on CUDA; fp32 on CPU, where bf16 matmuls are slow and less exact."""
-    return _DTYPES[fsdp_cfg.param_dtype] if device.type == "cuda" else torch.float32
+def compile_layers(model: nn.Module, fsdp_cfg: FSDPConfig, logger: logging.Logger) -> int:
+    """fsdp_cfg.torch_compile set explicitly: `torch.compile` each decoder layer in place (XTuner's granularity);
+    returns how many. Left at its default (True, XTuner's) it is not applied, and the log says so."""
+    if not fsdp_cfg.torch_compile:
+        return 0
+    if "torch_compile" not in fsdp_cfg.model_fields_set:
+        logger.info("fsdp_cfg.torch_compile is at its default: not applied (eager layers; set "
+                    "FSDPConfig(torch_compile=True) to compile each decoder layer)")
+        return 0
+    layers = decoder_layers(model)
+    for layer in layers:
+        layer.compile()
+    return len(layers)
+
+
+def refuse_unplaceable(fsdp_cfg: FSDPConfig, info: DistInfo) -> None:
+    """Options that a run would otherwise accept and not apply (refused with the reason, never ignored)."""
+    if fsdp_cfg.cpu_offload and not info.distributed:
+        raise ValueError("fsdp_cfg.cpu_offload=True needs FSDP2, which the Trainer uses under torchrun with 2 or more "
+                         "processes; in one process it would do nothing. Launch with torchrun, or lower the memory "
+                         "with LoRA, recompute_ratio=1.0 or shorter packs (the fit check lists their estimates).")
+    if fsdp_cfg.cpu_offload and info.device.type != "cuda":
+        raise ValueError("fsdp_cfg.cpu_offload=True on a CPU run: the state already lives in host memory")
 
 
 def device_mesh(fsdp_cfg: FSDPConfig, info: DistInfo):
@@ -65,7 +86,7 @@ def device_mesh(fsdp_cfg: FSDPConfig, info: DistInfo):
                             mesh_dim_names=("hsdp_replicate", "hsdp_shard"))
 
 
-def place_model(model: nn.Module, fsdp_cfg: FSDPConfig, info: DistInfo, precision=None) -> nn.Module:
+def place_model(model: nn.Module, fsdp_cfg: FSDPConfig, info: DistInfo, precision: Precision) -> nn.Module:
     """Move (or, for a model on the meta device, only shard) the model; the caller `to_empty`s a meta model."""
     on_meta = any(p.is_meta for p in model.parameters())
     if on_meta and not info.distributed:
@@ -79,12 +100,7 @@ def place_model(model: nn.Module, fsdp_cfg: FSDPConfig, info: DistInfo, precisio
         return model
     from torch.distributed.fsdp import CPUOffloadPolicy, MixedPrecisionPolicy, fully_shard
 
-    if precision is not None:  # train.precision.Precision, chosen by device
-        mp = MixedPrecisionPolicy(param_dtype=precision.compute, reduce_dtype=precision.reduce)
-    else:
-        mp = MixedPrecisionPolicy(param_dtype=compute_dtype(fsdp_cfg, info.device),
-                                  reduce_dtype=_DTYPES[fsdp_cfg.reduce_dtype]
-                                  if info.device.type == "cuda" else torch.float32)
+    mp = MixedPrecisionPolicy(param_dtype=precision.compute, reduce_dtype=precision.reduce)
     kw = dict(mesh=device_mesh(fsdp_cfg, info), mp_policy=mp, reshard_after_forward=fsdp_cfg.reshard_after_forward)
     if fsdp_cfg.cpu_offload:
         kw["offload_policy"] = CPUOffloadPolicy()

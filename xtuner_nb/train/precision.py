@@ -9,11 +9,13 @@
 
 Master weights, gradients and optimizer states stay fp32 in every case. `FSDPConfig(precision=...)` overrides the
 choice (a dtype the device cannot compute in is refused with the reason); `param_dtype` is what "auto" uses on
-sm80+ (XTuner's field, bf16 by default).
+sm80+ (XTuner's field, bf16 by default). This is the only place that decides a dtype: the Trainer, the memory
+estimate and `env_report()` all ask `choose_precision`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -29,6 +31,7 @@ class Precision:
     reduce: torch.dtype  # FSDP2 gradient reduce-scatter dtype
     loss_scaling: bool  # fp16: torch.amp.GradScaler
     reason: str
+    tf32: bool = False  # CUDA sm80+: what stays fp32 under autocast runs as TF32 matmuls
 
     @property
     def name(self) -> str:
@@ -40,7 +43,8 @@ class Precision:
 
     def describe(self) -> str:
         scaled = ", dynamic loss scaling" if self.loss_scaling else ""
-        return f"precision: {self.name} compute, fp32 master weights{scaled} ({self.reason})"
+        return (f"precision: {self.name} compute, fp32 master weights{scaled} ({self.reason})"
+                + (", TF32 matmuls on" if self.tf32 else ""))
 
 
 def choose_precision(fsdp_cfg: FSDPConfig, device: torch.device,
@@ -69,6 +73,13 @@ def choose_precision(fsdp_cfg: FSDPConfig, device: torch.device,
     # gradients are reduced in fp32 unless bf16 was chosen (fp16 sums overflow where fp32 does not)
     reduce = DTYPES[fsdp_cfg.reduce_dtype] if compute == torch.bfloat16 else torch.float32
     return Precision(compute, reduce, compute == torch.float16, why)
+
+
+def precision_for_run(fsdp_cfg: FSDPConfig, device: torch.device) -> Precision:
+    """`choose_precision` for the device a run trains on, with TF32 switched on where it applies (logged by the
+    Trainer with `Precision.describe`)."""
+    precision = choose_precision(fsdp_cfg, device)
+    return dataclasses.replace(precision, tf32=enable_tf32(precision, device))
 
 
 def enable_tf32(precision: Precision, device: torch.device) -> bool:

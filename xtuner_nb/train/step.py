@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import nn
 
 from ..loss import BaseLossConfig, CELossConfig, loss_weights
-from .dist import all_reduce_sum
+from .distributed import all_reduce_sum
+from .flops import effective_attn_len
 
 
 def pack_inputs(pack: dict, device: torch.device) -> dict:
@@ -38,64 +40,52 @@ class StepResult:
 def forward_backward(model: nn.Module, packs: list[dict], loss_cfg: BaseLossConfig, device: torch.device,
                      world_size: int, autocast_dtype: torch.dtype | None, defer_reduce_scatter: bool = False,
                      grad_scaler: "torch.amp.GradScaler | None" = None, fp32_lm_head: bool = False) -> StepResult:
-    if type(loss_cfg) is not CELossConfig:
-        return _custom_loss_forward_backward(model, packs, loss_cfg, device, world_size, autocast_dtype,
-                                             defer_reduce_scatter, grad_scaler)
-    weights = [loss_weights(p["shifted_labels"], p["cu_seq_lens"], loss_cfg.loss_reduction, loss_cfg.ignore_idx)
-               .to(device) for p in packs]
-    local_denom = torch.stack([w.sum() for w in weights]).sum().double()
-    denom = all_reduce_sum(local_denom.clone()).clamp_min(1e-12)
+    """Forward and backward of every pack of this rank's share of the step; gradients accumulate in the model."""
+    loss_kwargs, local_share = step_loss_inputs(packs, loss_cfg, device, fp32_lm_head)
     local_sum = torch.zeros((), dtype=torch.float64, device=device)
     fsdp = hasattr(model, "set_requires_gradient_sync")
-    for i, (pack, w) in enumerate(zip(packs, weights)):
+    for i, (pack, kwargs) in enumerate(zip(packs, loss_kwargs)):
         if fsdp:  # reduce-scatter after every pack (sharded grads only); deferred: once, after the last pack
             model.set_requires_gradient_sync(not defer_reduce_scatter or i == len(packs) - 1)
         with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-            loss = model(**pack_inputs(pack, device), shifted_labels=pack["shifted_labels"].to(device),
-                         loss_weights=w, loss_denominator=denom.float(), loss_cfg=loss_cfg,
-                         **({"fp32_lm_head": True} if fp32_lm_head else {}))
+            loss = model(**pack_inputs(pack, device), **kwargs)
         # FSDP2 averages gradients over ranks; the calibrated loss wants their sum.
         scaled = loss * world_size if world_size > 1 else loss
         (grad_scaler.scale(scaled) if grad_scaler is not None else scaled).backward()
         local_sum += loss.detach().double()
     reduced = all_reduce_sum(local_sum.clone())
-    lens = torch.cat([_sample_lengths(p) for p in packs]).double()  # padding segments left out (MFU, tokens)
-    real = lens.sum().item()
+    lens = torch.cat([_sample_lengths(p) for p in packs])  # padding segments left out (MFU, tokens)
     return StepResult(
         reduced_loss=float(reduced),
-        local_loss=float(local_sum * denom / local_denom) if local_denom > 0 else 0.0,
-        text_tokens=int(real),
+        local_loss=local_share(local_sum),
+        text_tokens=int(lens.sum()),
         loss_tokens=int(sum(int((p["shifted_labels"] != loss_cfg.ignore_idx).sum()) for p in packs)),
-        attn_len=float((lens ** 2).sum() / lens.sum()) if lens.sum() > 0 else 0.0,
+        attn_len=effective_attn_len(lens),
     )
 
 
-def _custom_loss_forward_backward(model: nn.Module, packs: list[dict], loss_cfg: BaseLossConfig,
-                                  device: torch.device, world_size: int,
-                                  autocast_dtype: torch.dtype | None, defer_reduce_scatter: bool = False,
-                                  grad_scaler: "torch.amp.GradScaler | None" = None) -> StepResult:
-    """XTuner's loss interface: `loss_cfg.build(data)` per pack, `build_batches` over the step's packs (the
-    context calibrates, e.g. divides by the step's loss tokens), then `ctx(hidden, lm_head.weight)` per pack."""
-    ctxs = [loss_cfg.build({k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in p.items()})
-            for p in packs]
-    ctxs = type(ctxs[0]).build_batches(ctxs, cu_seq_lens_list=[p["cu_seq_lens"].to(device) for p in packs],
-                                       sp_mesh=None)
-    local_sum = torch.zeros((), dtype=torch.float64, device=device)
-    fsdp = hasattr(model, "set_requires_gradient_sync")
-    for i, (pack, ctx) in enumerate(zip(packs, ctxs)):
-        if fsdp:
-            model.set_requires_gradient_sync(not defer_reduce_scatter or i == len(packs) - 1)
-        with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-            loss = model(**pack_inputs(pack, device), loss_ctx=ctx)
-        scaled = loss * world_size if world_size > 1 else loss
-        (grad_scaler.scale(scaled) if grad_scaler is not None else scaled).backward()
-        local_sum += loss.detach().double()
-    reduced = all_reduce_sum(local_sum.clone())
-    lens = torch.cat([_sample_lengths(p) for p in packs]).double()  # padding segments left out
-    real = lens.sum().item()
-    return StepResult(reduced_loss=float(reduced), local_loss=float(local_sum), text_tokens=int(real),
-                      loss_tokens=int(sum(int((p["shifted_labels"] != loss_cfg.ignore_idx).sum()) for p in packs)),
-                      attn_len=float((lens ** 2).sum() / lens.sum()) if lens.sum() > 0 else 0.0)
+def step_loss_inputs(packs: list[dict], loss_cfg: BaseLossConfig, device: torch.device,
+                     fp32_lm_head: bool = False) -> tuple[list[dict], Callable[[torch.Tensor], float]]:
+    """What the model's forward needs, per pack, to return its share of the step loss, and how this rank's own
+    token mean follows from the sum of its packs' losses.
+
+    CELossConfig: per-token weights and the step-wide denominator (the packed path of `model.packed`). Any other
+    BaseLossConfig is XTuner's loss interface: `loss_cfg.build(pack)` per pack, `build_batches` over the step's
+    packs (the context calibrates, e.g. divides by the step's loss tokens), then `ctx(hidden, lm_head.weight)`."""
+    if type(loss_cfg) is not CELossConfig:
+        ctxs = [loss_cfg.build({k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in p.items()})
+                for p in packs]
+        ctxs = type(ctxs[0]).build_batches(ctxs, cu_seq_lens_list=[p["cu_seq_lens"].to(device) for p in packs],
+                                           sp_mesh=None)
+        return [{"loss_ctx": ctx} for ctx in ctxs], float
+    weights = [loss_weights(p["shifted_labels"], p["cu_seq_lens"], loss_cfg.loss_reduction, loss_cfg.ignore_idx)
+               .to(device) for p in packs]
+    local_denom = torch.stack([w.sum() for w in weights]).sum().double()
+    denom = all_reduce_sum(local_denom.clone()).clamp_min(1e-12)
+    extra = {"fp32_lm_head": True} if fp32_lm_head else {}
+    kwargs = [dict(shifted_labels=p["shifted_labels"].to(device), loss_weights=w, loss_denominator=denom.float(),
+                   loss_cfg=loss_cfg, **extra) for p, w in zip(packs, weights)]
+    return kwargs, lambda local_sum: float(local_sum * denom / local_denom) if local_denom > 0 else 0.0
 
 
 def _sample_lengths(pack: dict) -> torch.Tensor:

@@ -1,10 +1,15 @@
 """The Trainer: XTuner v1's `Trainer(...).fit()`, runnable in a notebook kernel and under torchrun.
 
-Reading order: `__init__` builds the parts (`build.py`, `checkpointing.open_experiment`/`resume_if_asked`), `_run`
-is the loop, `_train_one_step` the step (`step.py`: forward/backward over the packs, clip, optimizer step).
-Saving and HF export are in `checkpointing.py`, evaluation in `evaluate.py`, the hooks a Trainer adds itself in
-`default_hooks.py`. Hooks observe via `events.py`; nothing here knows of widgets. A kernel interrupt (SIGINT) or a
-hook's stop request ends the run at a step boundary with a checkpoint.
+The Trainer owns its run: every piece of state a run holds is an attribute set in this file, and nothing else
+writes them (tests/train/test_trainer_owns_its_state.py). The other modules are plain functions of explicit values.
+
+Reading order: `__init__` decides the device and precision, checks the memory, builds the parts (`build.py`),
+opens the run folder and resumes (`checkpoint/`), and resolves the hooks once (`hooks/builtin.py`). `fit` -> `_run`
+(the loop) -> `_train_one_step` -> `step.forward_backward` (one forward/backward per pack; the model's forward
+returns the pack's calibrated loss, `model/packed.py` -> `loss/ce.py`) -> `step.clip_and_step` (clip, optimizer
+step). After each step: metrics (`metrics.py`), hooks (`hooks/events.py`), evaluation (`evaluate.py`) and the saves
+that are due (`checkpoint/run_dir.saves_due`). Hooks observe; nothing here knows of widgets. A kernel interrupt
+(SIGINT) or a hook's stop request ends the run at a step boundary with a checkpoint.
 """
 
 from __future__ import annotations
@@ -13,60 +18,70 @@ import asyncio
 import gc
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 
 from ..config import FSDPConfig
-from . import build, checkpointing, device_setup
-from .config import TrainerConfig
-from .default_hooks import default_hook_names, load_hook_factories, plot_history_function
-from .dist import DistInfo, all_reduce_max, any_rank, init_distributed, teardown_distributed
+from . import build, memory
+from .checkpoint import folder, run_dir
+from .checkpoint.export import write_gguf, write_hf_export
+from .config import LoadCheckpointConfig, ResumeConfig, TrainerConfig
+from .distributed import (DistInfo, all_reduce_max, any_rank, describe_node, init_distributed,
+                          teardown_distributed)
 from .evaluate import build_evaluator
-from .events import Control, Hook, TrainState, call_hooks
-from .interrupt import in_kernel, install_interrupt_handler
+from .hooks.builtin import plot_history_function, resolve_hooks
+from .hooks.events import Control, Hook, TrainState, call_hooks
+from .interrupt import install_interrupt_handler
+from .logs import JsonlTracker, format_step_line, in_notebook_kernel, read_tracker, set_console_level, setup_logging
 from .metrics import step_metrics
-from .multinode import describe_node
+from .parallel import refuse_unplaceable
+from .precision import make_grad_scaler, precision_for_run
 from .step import clip_and_step, forward_backward
-from .tracker import JsonlTracker, format_step_line, setup_logging, set_console_level
-from .xtuner_hooks import xtuner_hook_factories
+from .xtuner_hooks import HooksConfig
+
+__all__ = ["Trainer", "TrainerConfig", "LoadCheckpointConfig", "ResumeConfig", "HooksConfig"]  # XTuner's module
 
 
 class Trainer:
     def __init__(self, *, hooks: list[Hook] | None = None, trainer_cfg: TrainerConfig | None = None,
                  show_dashboard: bool = True, **fields: Any):
         self.config = cfg = config_with_overrides(trainer_cfg, fields)
-        self.hooks = list(hooks or [])
         self.show_dashboard = show_dashboard
         self.running_async = False
         self.model_cfg, self.fsdp_cfg = cfg.model_cfg, cfg.fsdp_cfg or FSDPConfig()
         self.dist: DistInfo = init_distributed(cfg.device, cfg.dist_backend)
         build.seed_everything(cfg.seed)
-        self.work_dir, self.exp_dir, self.log_dir = checkpointing.open_experiment(cfg, self.dist)
+        self.work_dir, self.exp_dir, self.log_dir = run_dir.open_experiment(cfg, self.dist)
         self.logger = setup_logging(self.log_dir, self.dist.rank)
         set_console_level(10 if cfg.debug else 20)  # XTuner's debug=True: DEBUG lines on the console
         self.logger.info(f"exp_dir: {self.exp_dir}  device: {self.dist.device}  {describe_node(self.dist)}")
-        build.warn_if_memory_is_held(cfg, self.dist, self.logger)
-        plan = device_setup.plan_device(cfg, self.fsdp_cfg, self.dist, self.logger)  # precision, fit check
-        self.precision, self.memory_estimate, self.grad_scaler = plan.precision, plan.memory_estimate, plan.grad_scaler
+        # the device decisions, before the data and the model take any memory
+        self.precision = precision_for_run(self.fsdp_cfg, self.dist.device)
+        self.logger.info(self.precision.describe())
+        refuse_unplaceable(self.fsdp_cfg, self.dist)
+        self.memory_estimate = memory.check_run_fits(cfg, self.precision, self.dist, self.logger)
+        self.grad_scaler = make_grad_scaler(self.precision, self.dist.device)
         self.attention_backend: str | None = None
+        # the parts, in the order that consumes the RNG
         self.tokenizer = build.build_tokenizer(cfg, self.logger)
         data = build.build_data(cfg, self.dist, self.tokenizer, self.logger)
         self.loader, self.total_step = data.loader, data.total_step
         self.global_batch_size, self.micro_batch_size = data.global_batch_size, data.micro_batch_size
-        self.evaluator = build_evaluator(self)  # eval data and prompts (None when no eval is configured)
+        self.evaluator = build_evaluator(cfg, self.tokenizer, self.dist, self.logger)
         parts = build.build_model(cfg, self.dist, self.tokenizer, self.logger, self.precision)
-        self.model, self.autocast_dtype, self._lora_record = parts.model, parts.autocast_dtype, parts.lora_record
+        self.model, self.autocast_dtype, self.lora_record = parts.model, parts.autocast_dtype, parts.lora_record
         self.optimizer, self.lr_scheduler = build.build_optimizer(cfg, self.model, self.total_step)
-        self.cur_step, self.cur_epoch, self.consumed_tokens, self._time_offset = 0, 1, 0, 0.0
-        self._rows: list[dict[str, Any]] = []
+        # the run's progress (what a checkpoint records) and the loop's own state
+        self.cur_step, self.cur_epoch, self.consumed_tokens, self.elapsed = 0, 1, 0, 0.0
+        self.rows: list[dict[str, Any]] = []  # every metrics row so far (`history`)
         self._data_iter: Iterator | None = None
-        checkpointing.resume_if_asked(self)
+        self._stop_reason: str | None = None
+        self._pending_save: tuple[int, Callable[[], Path]] | None = None  # async_checkpoint: (step, finish)
+        self._resume_if_asked()
         self.tracker = JsonlTracker(self.log_dir / "exp_tracking" / f"rank{self.dist.rank}" / "tracker.jsonl") \
             if self.dist.is_main else None
-        self._stop_reason: str | None = None
-        self.default_hook_factories = load_hook_factories(default_hook_names(cfg.default_hooks, show_dashboard),
-                                                          explicit=cfg.default_hooks is not None)
+        self.hooks: list[Hook] = resolve_hooks(self, hooks)
 
     @classmethod
     def from_config(cls, config: TrainerConfig, **kw: Any) -> "Trainer":
@@ -106,11 +121,63 @@ class Trainer:
             self.logger.debug(f"eval generation: {g}")
         return row
 
+    def save_checkpoint(self, snapshot: bool = False, control: Control | None = None) -> Path:
+        """Collective: `checkpoints/ckpt-step-N` (written as `.tmp`, then renamed), pruned to checkpoint_maxkeep;
+        `snapshot`: `checkpoints/snapshot-step-N`, only the newest kept (XTuner's snapshot_interval). With
+        async_checkpoint the weights are written in the background and the save completes at the next save or at
+        the end of fit."""
+        self._finish_pending_save()
+        step, cfg = self.cur_step, self.config
+        path = run_dir.checkpoint_dir(self.exp_dir, step, snapshot)
+        if self.dist.is_main:
+            run_dir.remove_stale_tmp(self.exp_dir)
+        train_state = {"cur_step": step, "cur_epoch": self.cur_epoch, "total_consumed_tokens": self.consumed_tokens,
+                       "train_time_offset": self.elapsed, **self.lora_record}
+        if self.grad_scaler is not None:  # fp16: the loss scale and its growth counter, so a resume steps identically
+            train_state["grad_scaler"] = self.grad_scaler.state_dict()
+        written = folder.save_checkpoint(path, model=self.model, optimizer=self.optimizer,
+                                         scheduler=self.lr_scheduler, loader_state=self.loader.state_dict(),
+                                         train_state=train_state, config_json=_config_json(cfg),
+                                         rank=self.dist.rank, async_save=cfg.async_checkpoint)
+        state, control = self.state, control or Control()
+
+        def completed() -> Path:
+            done = written() if callable(written) else written
+            if self.dist.is_main:
+                pattern, keep = (run_dir.SNAPSHOT_RE, 1) if snapshot else (run_dir.CKPT_RE, cfg.checkpoint_maxkeep)
+                run_dir.prune(run_dir.list_checkpoints(self.exp_dir, pattern), keep)
+                run_dir.record_in_meta(self.work_dir, self.exp_dir, self._progress())
+            self.logger.info(f"{'snapshot' if snapshot else 'checkpoint'} saved: {done}")
+            call_hooks(self.hooks, "on_save", state, done, "snapshot" if snapshot else "checkpoint", control)
+            return done
+
+        if callable(written):
+            self._pending_save = (step, completed)
+            self.logger.info(f"checkpoint of step {step} is being written in the background: {path}")
+            return path
+        return completed()
+
+    def export_hf(self, control: Control | None = None) -> Path:
+        """Collective: `hf-N/` (an ordinary HF folder; with LoRA the merged weights + `hf-N/adapter/`), and
+        `hf-latest` pointing at it; exports beyond hf_max_keep are pruned."""
+        path = write_hf_export(self.model, self.model_cfg, self.config.lora_cfg, self.tokenizer,
+                               self.exp_dir / f"hf-{self.cur_step}", self.dist)
+        if self.dist.is_main:
+            run_dir.point_symlink(self.exp_dir / "hf-latest", path)
+            run_dir.prune(run_dir.list_hf_exports(self.exp_dir), self.config.hf_max_keep)
+            run_dir.record_in_meta(self.work_dir, self.exp_dir, self._progress(), hf=True)
+            self.logger.info(f"HF model saved: {path}")
+        call_hooks(self.hooks, "on_save", self.state, path, "hf", control or Control())
+        return path
+
     def export_gguf(self, path: str | Path | None = None, outtype: str = "f16") -> Path | None:
         """The model at this step as one GGUF file (llama.cpp, Ollama), by llama.cpp's own converter: this step's
         HF export (written first when missing; merged weights under LoRA) -> `hf-<step>/model-<outtype>.gguf` by
-        default. Collective under torchrun; rank 0 returns the path, the others None (`checkpointing.export_gguf`)."""
-        return checkpointing.export_gguf(self, self._fit_hooks(), path, outtype)
+        default. Collective under torchrun; rank 0 returns the path, the others None."""
+        hf = self.exp_dir / f"hf-{self.cur_step}"
+        if not (hf / "config.json").is_file():
+            hf = self.export_hf()
+        return write_gguf(hf, path, outtype, self.dist)
 
     @property
     def history(self):
@@ -118,7 +185,7 @@ class Trainer:
         import pandas as pd
 
         merged: dict[Any, dict[str, Any]] = {}
-        for row in self._rows:
+        for row in self.rows:
             merged.setdefault(row.get("step"), {}).update(row)
         return pd.DataFrame(list(merged.values()))
 
@@ -130,16 +197,14 @@ class Trainer:
     def state(self) -> TrainState:
         return TrainState(step=self.cur_step, total_step=self.total_step, epoch=self.cur_epoch,
                           total_epoch=self.config.total_epoch, consumed_tokens=self.consumed_tokens,
-                          elapsed=self._time_offset, exp_dir=self.exp_dir, rank=self.dist.rank,
-                          world_size=self.dist.world_size, device=str(self.dist.device), history=self._rows,
+                          elapsed=self.elapsed, exp_dir=self.exp_dir, rank=self.dist.rank,
+                          world_size=self.dist.world_size, device=str(self.dist.device), history=self.rows,
                           precision=self.precision.name, attention_backend=self.attention_backend)
 
     def close(self) -> None:
         """Free the model and optimizer (GPU memory included); the Trainer cannot train afterwards."""
-        for name in ("model", "optimizer", "lr_scheduler", "loader", "_data_iter", "evaluator"):
-            if hasattr(self, name):
-                setattr(self, name, None)
-        if getattr(self, "tracker", None):
+        self.model = self.optimizer = self.lr_scheduler = self.loader = self._data_iter = self.evaluator = None
+        if self.tracker is not None:
             self.tracker.close()
         gc.collect()
         if torch.cuda.is_available():
@@ -151,7 +216,7 @@ class Trainer:
 
     def describe(self) -> str:
         """The loop and the hooks that fire in it (fastai's show_training_loop)."""
-        hooks = ", ".join(type(h).__name__ for h in self._fit_hooks()) or "none"
+        hooks = ", ".join(type(h).__name__ for h in self.hooks) or "none"
         return (f"fit(): step {self.cur_step}/{self.total_step}; each step: {self.micro_batch_size} pack(s) per rank x "
                 f"{self.dist.world_size} rank(s) -> forward/backward per pack -> clip -> AdamW -> LR -> log -> "
                 f"[checkpoint every {self.config.checkpoint_interval}] [HF every {self.config.hf_interval or 'end'}]"
@@ -159,11 +224,11 @@ class Trainer:
 
     # ---- the loop ----------------------------------------------------------------------------------------------
     def _run(self):
-        hooks, control = self._fit_hooks(), Control()
+        hooks, control = self.hooks, Control()
         if any(getattr(h, "replaces_console_log", False) for h in hooks):
             set_console_level(30)  # a dashboard shows the steps; keep warnings on the console
         self._stop_reason, reason = None, "finished"
-        restore = install_interrupt_handler(self)
+        restore = install_interrupt_handler(self.request_stop, lambda: self.cur_step + 1)
         call_hooks(hooks, "on_fit_begin", self.state, control)
         fit_start, tokens_at_start, steps_at_start = time.time(), 0, self.cur_step
         try:
@@ -171,30 +236,30 @@ class Trainer:
                 row = self._train_one_step(fit_start, tokens_at_start, steps_at_start)
                 tokens_at_start += row["runtime_info/total_text_tokens"]
                 call_hooks(hooks, "on_step_end", self.state, row, control)
-                self._maybe_evaluate(hooks, control)
-                checkpointing.maybe_save(self, hooks, control, force=any_rank(control.should_save, self.dist.device))
+                self._maybe_evaluate(control)
+                self._save_what_is_due(control, requested=any_rank(control.should_save, self.dist.device))
                 control.should_save = False
                 if self._should_stop(control):
                     reason = "interrupted" if self._stop_reason == "interrupt" else "stopped"
                     break
                 yield row
-            if reason != "finished" and self.cur_step > 0 and not checkpointing.saved_at(self, self.cur_step) \
+            if reason != "finished" and self.cur_step > 0 and not self._saved_at(self.cur_step) \
                     and not self.config.debug_skip_save:
-                checkpointing.save_checkpoint(self, hooks, control)  # the last completed step: nothing is lost
+                self.save_checkpoint(control=control)  # the last completed step: nothing is lost
         except torch.OutOfMemoryError as exc:
             reason = "error"
             self.optimizer.zero_grad(set_to_none=True)
             gc.collect()
             torch.cuda.empty_cache()
-            raise torch.OutOfMemoryError(f"{exc}\n{self._oom_advice()}") from None
+            raise torch.OutOfMemoryError(f"{exc}\n{memory.oom_message(self.memory_estimate)}") from None
         except BaseException:
             reason = "error"
             raise
         finally:
-            checkpointing.finish_pending_save(self)  # async_checkpoint: the last save completes
+            self._finish_pending_save()  # async_checkpoint: the last save completes
             restore()
             set_console_level(10 if self.config.debug else 20)
-            self._time_offset += time.time() - fit_start
+            self.elapsed += time.time() - fit_start
             call_hooks(hooks, "on_fit_end", self.state, reason, control)
         self._end_message(reason)
 
@@ -213,7 +278,7 @@ class Trainer:
                                            cfg.optim_cfg.skip_grad_norm_threshold, getattr(torch, cfg.grad_norm_dtype),
                                            self.grad_scaler)
         if self.cur_step == steps_at_start:  # the first step of this fit() chose the attention kernel
-            self.attention_backend = device_setup.log_attention_backend(self.logger)
+            self.attention_backend = self._log_attention_backend()
         if not updated:
             self.logger.warning(f"step {self.cur_step + 1}: grad norm {grad_norm} -> update skipped")
         self.lr_scheduler.step()
@@ -242,19 +307,14 @@ class Trainer:
             return next(self._data_iter)
 
     def _record(self, row: dict[str, Any]) -> None:
-        self._rows.append(row)
+        self.rows.append(row)
         if self.tracker:
             self.tracker.write(row)
 
-    def _fit_hooks(self) -> list[Hook]:
-        # XTuner's profile_step / exp_tracker="tensorboard" / hooks_config, then the default hooks
-        extra = [h for f in xtuner_hook_factories() + self.default_hook_factories if (h := f(self)) is not None]
-        return [h for h in self.hooks + extra if self.dist.is_main or not getattr(h, "main_process_only", True)]
-
-    def _maybe_evaluate(self, hooks: list[Hook], control: Control) -> None:
+    def _maybe_evaluate(self, control: Control) -> None:
         every = self.config.eval_interval
         if self.evaluator is not None and (self.cur_step == self.total_step or (every and self.cur_step % every == 0)):
-            call_hooks(hooks, "on_eval_end", self.state, self.evaluate(), control)
+            call_hooks(self.hooks, "on_eval_end", self.state, self.evaluate(), control)
 
     def _should_stop(self, control: Control) -> bool:
         if control.should_stop and self._stop_reason is None:
@@ -267,7 +327,7 @@ class Trainer:
         return bool(flag.item())
 
     def _end_message(self, reason: str) -> None:
-        where = checkpointing.latest_checkpoint(self)
+        where = run_dir.latest_checkpoint(self.exp_dir)
         if reason == "finished":
             self.logger.info(f"Training finished at step {self.cur_step}; checkpoint: {where}")
             return
@@ -275,15 +335,72 @@ class Trainer:
             f"Training {reason} ({self._stop_reason}) at step {self.cur_step}/{self.total_step}. "
             f"Checkpoint: {where}. Continue with `trainer.fit()` in this kernel, or build the Trainer with "
             f"auto_resume=True and work_dir={str(self.work_dir)!r} in a new process.")
-        if reason == "interrupted" and not in_kernel():
+        if reason == "interrupted" and not in_notebook_kernel():
             teardown_distributed()
             raise SystemExit(130)  # a script was interrupted: state is saved, the exit code says it stopped early
 
-    def _oom_advice(self) -> str:
-        return ("Out of GPU memory; memory was freed, the kernel can keep going. Lower one of: "
-                f"dataloader_cfg.pack_max_length, use loss_cfg=CELossConfig(mode='chunk') "
-                f"(now {self.config.effective_loss_cfg().mode!r}), fsdp_cfg.recompute_ratio=1.0 "
-                f"(now {self.fsdp_cfg.recompute_ratio}), or train LoRA adapters instead of all weights.")
+    def _log_attention_backend(self) -> str | None:
+        """Name the packed attention kernel in use (and its self-check figures) once it was chosen."""
+        from ..model.attention_kernels import DISPATCHER
+
+        backend = DISPATCHER.backend_in_use()
+        checked = [n for n in DISPATCHER.notes if "self-check" in n]
+        self.logger.info(f"packed attention backend: {backend or 'none (no packed forward)'}"
+                         + (f" ({'; '.join(checked)})" if checked else ""))
+        return backend
+
+    # ---- saving and resuming -------------------------------------------------------------------------------------
+    def _save_what_is_due(self, control: Control, requested: bool) -> None:
+        """After a step: the HF export, checkpoint and snapshot whose interval is due (`requested`: a hook asked)."""
+        self._finish_pending_save()  # an async checkpoint of an earlier step
+        due = run_dir.saves_due(self.config, self.cur_step, self.total_step, requested)
+        if due.hf:
+            self.export_hf(control)
+        if due.checkpoint and not self._saved_at(self.cur_step):
+            self.save_checkpoint(control=control)
+        if due.snapshot and not self._saved_at(self.cur_step):
+            self.save_checkpoint(snapshot=True, control=control)
+
+    def _saved_at(self, step: int) -> bool:
+        pending = self._pending_save is not None and self._pending_save[0] == step
+        return pending or run_dir.checkpoint_dir(self.exp_dir, step) in run_dir.list_checkpoints(self.exp_dir)
+
+    def _finish_pending_save(self) -> None:
+        """Wait for an async checkpoint (XTuner's async_checkpoint) and complete it; nothing when none is pending."""
+        pending, self._pending_save = self._pending_save, None
+        if pending is not None:
+            pending[1]()
+
+    def _progress(self) -> dict[str, Any]:
+        return {"cur_step": self.cur_step, "cur_epoch": self.cur_epoch, "consumed_tokens": self.consumed_tokens}
+
+    def _resume_if_asked(self) -> None:
+        """auto_resume (the latest checkpoint or snapshot of exp_dir) or load_checkpoint_cfg: restore weights,
+        optimizer, scheduler, RNG, data position, counters and the history rows up to the checkpoint's step."""
+        path = run_dir.resume_checkpoint(self.config, self.exp_dir)
+        if path is None:
+            return
+        from .lora import check_resume as check_lora_resume
+
+        lc = self.config.load_checkpoint_cfg
+        lora = self.lora_record["lora"]
+        check_lora_resume(path, self.config.lora_cfg, lora and lora["base"])
+        out = folder.load_checkpoint(path, model=self.model, optimizer=self.optimizer, scheduler=self.lr_scheduler,
+                                     rank=self.dist.rank, load_optimizer=lc.load_optimizer_states,
+                                     load_scheduler=lc.load_scheduler, load_optimizer_args=lc.load_optimizer_args)
+        ts = out["train_state"]
+        self.cur_step, self.cur_epoch = ts["cur_step"], ts["cur_epoch"]
+        self.consumed_tokens, self.elapsed = ts["total_consumed_tokens"], ts["train_time_offset"]
+        if self.grad_scaler is not None and ts.get("grad_scaler"):
+            self.grad_scaler.load_state_dict(ts["grad_scaler"])
+        elif self.grad_scaler is not None:
+            self.logger.warning(f"{path}: saved without a loss scale (not an fp16 run); the fp16 loss scale starts "
+                                f"again from {self.grad_scaler.get_scale():g}")
+        if lc.load_dataset:  # continue mid-epoch: the next batch is the one after the checkpoint's step
+            self.loader.load_state_dict(out["loader_state"])
+            self._data_iter = iter(self.loader)
+        self.rows = read_tracker(self.log_dir / "exp_tracking" / "rank0" / "tracker.jsonl", self.cur_step)
+        self.logger.info(f"resumed from {path} at step {self.cur_step} (epoch {self.cur_epoch})")
 
 
 def config_with_overrides(cfg: TrainerConfig | None, fields: dict[str, Any]) -> TrainerConfig:
@@ -301,3 +418,10 @@ def config_with_overrides(cfg: TrainerConfig | None, fields: dict[str, Any]) -> 
     if not fields:
         return cfg
     return type(cfg)(**{**{k: getattr(cfg, k) for k in cfg.model_fields_set}, **fields})
+
+
+def _config_json(cfg: TrainerConfig) -> str | None:
+    try:
+        return cfg.to_json()
+    except Exception:  # a config holding an unserialisable object (a custom tokenize fn, say)
+        return None

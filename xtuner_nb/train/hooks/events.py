@@ -2,7 +2,7 @@
 
 The loop emits events; a `Hook` observes them and may *request* things through `Control` (stop, save). Hooks get
 the state and the metrics row, never the model or optimizer, so observing cannot change a run by accident.
-Event names are declared once here (fastai's idea); the Trainer calls them in this order:
+Event names are the methods of `Hook` (fastai's idea); the Trainer calls them in this order:
 
     on_fit_begin  ->  (on_step_end  [on_eval_end]  [on_save])*  ->  on_fit_end
 """
@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-EVENTS = ("on_fit_begin", "on_step_end", "on_eval_end", "on_save", "on_fit_end")
 EndReason = Literal["finished", "stopped", "interrupted", "error"]
 SaveKind = Literal["checkpoint", "hf", "snapshot"]
 

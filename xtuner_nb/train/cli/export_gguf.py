@@ -8,7 +8,7 @@ from pathlib import Path
 
 
 def add_export_gguf_parser(sub) -> None:
-    from ..model.gguf_export import GGUF_OUTTYPES
+    from ...model.gguf_export import GGUF_OUTTYPES
 
     p = sub.add_parser("export-gguf", help="convert an HF export (hf-<step>/) to GGUF with llama.cpp's converter")
     p.add_argument("hf_dir", type=Path, help="HF model folder: config.json, *.safetensors and the tokenizer")
@@ -20,7 +20,7 @@ def add_export_gguf_parser(sub) -> None:
 
 
 def run_export_gguf(args: argparse.Namespace) -> int:
-    from ..model.gguf_export import GGUFExportError, export_gguf
+    from ...model.gguf_export import GGUFExportError, export_gguf
 
     try:
         export_gguf(args.hf_dir, args.out, args.outtype, verbose=args.verbose)

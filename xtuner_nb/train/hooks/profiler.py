@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from .events import Control, Hook, TrainState
-from .tracker import get_logger
+from ..logs import get_logger
 
 PROFILE_TIME_DIR = "profiling_time"
 PROFILE_MEMORY_DIR = "profiling_memory"
@@ -80,10 +80,3 @@ class StepProfiler(Hook):
                 prof.export_memory_timeline(str(out / f"rank{self.rank}_memory_timeline.json"))
             log.info(f"memory profile of step {step}: {out}")
 
-
-def profiler_factory(trainer: Any) -> Hook | None:
-    cfg = getattr(trainer, "config", None)
-    steps = getattr(cfg, "profile_step", None)
-    if not steps:
-        return None
-    return StepProfiler(trainer.exp_dir, steps, cfg.profile_time, cfg.profile_memory, trainer.dist.rank)

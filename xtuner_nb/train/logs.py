@@ -1,4 +1,5 @@
-"""Logs as XTuner writes them: `logs/rank{r}.log` and `logs/exp_tracking/rank{r}/tracker.jsonl`.
+"""Logs as XTuner writes them: `logs/rank{r}.log` and `logs/exp_tracking/rank{r}/tracker.jsonl`; the console; and
+`in_notebook_kernel()`, the one answer to "are we running inside a Jupyter kernel".
 
 The tracker writes one JSON object per step and flushes every row (XTuner flushes every 30 s from a thread; a
 notebook user who interrupts wants the rows that were printed to be on disk).
@@ -138,65 +139,3 @@ def format_step_line(row: dict[str, Any], total_step: int, epoch: int) -> str:
     if row.get("skipped_update"):
         parts.append("(update skipped: non-finite grad norm)")
     return " ".join(p for p in parts if p)
-
-
-class TensorBoardTracker:
-    """XTuner's `exp_tracker="tensorboard"`: every numeric metric as a TensorBoard scalar (tag = the metric's name,
-    e.g. `loss/reduced_llm_loss`) at its step, written with torch's SummaryWriter (the tensorboard package).
-    `tensorboard --logdir <log_dir>/exp_tracking` shows them; tracker.jsonl is written as well (resume reads it)."""
-
-    def __init__(self, log_dir: Path):
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError as exc:  # torch raises this when the tensorboard package is missing
-            raise ImportError("exp_tracker='tensorboard' needs the tensorboard package: "
-                              "pip install 'xtuner_nb[tensorboard]' (or pip install tensorboard)") from exc
-        log_dir.mkdir(parents=True, exist_ok=True)
-        self.log_dir = log_dir
-        self._writer = SummaryWriter(log_dir=str(log_dir))
-
-    def write(self, row: dict[str, Any]) -> None:
-        step = int(row.get("step", 0))
-        for key, value in row.items():
-            if key != "step" and isinstance(value, (int, float)) and not isinstance(value, bool) \
-                    and math.isfinite(value):
-                self._writer.add_scalar(key, value, step)
-        self._writer.flush()
-
-    def close(self) -> None:
-        self._writer.close()
-
-
-def tensorboard_factory(trainer: Any):
-    """A hook that mirrors each metrics row (train and eval) into TensorBoard when exp_tracker='tensorboard'."""
-    cfg = getattr(trainer, "config", None)
-    if getattr(cfg, "exp_tracker", "jsonl") != "tensorboard":
-        return None
-    if getattr(trainer, "_tensorboard_hook", None) is None:
-        from .events import Hook
-
-        class TensorBoardHook(Hook):
-            def __init__(self):
-                self.tracker: TensorBoardTracker | None = None
-
-            def _get(self) -> TensorBoardTracker:
-                if self.tracker is None:
-                    self.tracker = TensorBoardTracker(trainer.log_dir / "exp_tracking" / f"rank{trainer.dist.rank}")
-                return self.tracker
-
-            def on_fit_begin(self, state, control):
-                self._get()
-
-            def on_step_end(self, state, metrics, control):
-                self._get().write(metrics)
-
-            def on_eval_end(self, state, metrics, control):
-                self._get().write({"step": state.step, **metrics})
-
-            def on_fit_end(self, state, reason, control):
-                if self.tracker is not None:
-                    self.tracker.close()
-                    self.tracker = None
-
-        trainer._tensorboard_hook = TensorBoardHook()
-    return trainer._tensorboard_hook

@@ -1,7 +1,9 @@
-"""The hooks a Trainer adds by itself, chosen when it is built; importing the package registers nothing.
+"""Which hooks a run gets, decided once, when the Trainer is built (`resolve_hooks` -> `trainer.hooks`).
 
-The hooks live in the packages that own their dependencies and are found by name in the `xtuner_nb.hooks`
-entry-point group (declared in pyproject.toml), so `xtuner_nb.train` never imports the notebook layer:
+In this order: the hooks given to `Trainer(hooks=[...])`; the hooks behind XTuner's TrainerConfig fields
+(`profile_step` -> `StepProfiler`, `exp_tracker="tensorboard"` -> `TensorBoardHook`, `hooks_config` ->
+`XTunerHooks`); then the default hooks, found by name in the `xtuner_nb.hooks` entry-point group (pyproject.toml),
+so that `xtuner_nb.train` never imports the notebook layer:
 
     curves_png   <log_dir>/curves.png when a fit ends (xtuner_nb.notebook.hooks, needs matplotlib)
     dashboard    the live dashboard in a Jupyter kernel (xtuner_nb.notebook.hooks, needs ipywidgets)
@@ -9,7 +11,8 @@ entry-point group (declared in pyproject.toml), so `xtuner_nb.train` never impor
 `TrainerConfig.default_hooks=None` picks `curves_png`, plus `dashboard` inside a Jupyter kernel;
 `default_hooks=[]` turns them all off; a list of names picks exactly those (an unknown name is an error).
 Another package can add a hook the same way: an entry point `name = "module:factory"`, where
-`factory(trainer) -> Hook | None`.
+`factory(trainer) -> Hook | None`; a default hook is left out when a hook of its class was given. Importing the
+package registers nothing.
 """
 
 from __future__ import annotations
@@ -17,11 +20,37 @@ from __future__ import annotations
 from importlib.metadata import entry_points
 from typing import Any, Callable
 
+from ..logs import in_notebook_kernel
+from ..xtuner_hooks import STAGES
 from .events import Hook
-from .tracker import in_notebook_kernel
 
 ENTRY_POINT_GROUP = "xtuner_nb.hooks"
 HookFactory = Callable[[Any], "Hook | None"]
+
+
+def resolve_hooks(trainer: Any, given: list[Hook] | None) -> list[Hook]:
+    """Every hook of this Trainer's runs on this rank (hooks with `main_process_only` run on rank 0 only)."""
+    cfg = trainer.config
+    hooks = list(given or [])
+    if cfg.profile_step:
+        from .profiler import StepProfiler
+
+        hooks.append(StepProfiler(trainer.exp_dir, cfg.profile_step, cfg.profile_time, cfg.profile_memory,
+                                  trainer.dist.rank))
+    if cfg.exp_tracker == "tensorboard":
+        from .tensorboard import TensorBoardHook
+
+        hooks.append(TensorBoardHook(trainer.log_dir / "exp_tracking" / f"rank{trainer.dist.rank}"))
+    if any(cfg.hooks_config.get_hooks(stage) for stage in STAGES):
+        from .xtuner import XTunerHooks
+
+        hooks.append(XTunerHooks(trainer, cfg.hooks_config))
+    names = default_hook_names(cfg.default_hooks, trainer.show_dashboard)
+    for factory in load_hook_factories(names, explicit=cfg.default_hooks is not None):
+        hook = factory(trainer)
+        if hook is not None and not any(type(h) is type(hook) for h in hooks):  # yours replaces the default
+            hooks.append(hook)
+    return [h for h in hooks if trainer.dist.is_main or not getattr(h, "main_process_only", True)]
 
 
 def default_hook_names(chosen: list[str] | None, show_dashboard: bool = True) -> list[str]:

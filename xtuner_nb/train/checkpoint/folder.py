@@ -7,7 +7,8 @@ A checkpoint directory `checkpoints/ckpt-step-N/` holds
   rng_rank{r}.pt       python / torch (and CUDA) RNG states of every rank
   trainer_config.json  the run's config
   train_state.json     step, epoch, tokens, time -- written last: no train_state.json, no checkpoint
-A half-written checkpoint is a `*.tmp` directory, ignored when resuming and removed at the next save.
+A half-written checkpoint is a `*.tmp` directory, ignored when resuming and removed at the next save. Where
+checkpoints live in a run and when they are written is `run_dir.py`.
 
 Every `.pt` file holds tensors and plain containers only and is read with `torch.load(weights_only=True)`, so a
 checkpoint folder from someone else cannot run code when it is resumed (the DCP weights are tensors; the rest is
@@ -20,7 +21,6 @@ import json
 import os
 import pickle
 import random
-import re
 import shutil
 import time
 import warnings
@@ -33,25 +33,7 @@ from torch.distributed.checkpoint import FileSystemReader
 from torch.distributed.checkpoint.metadata import Metadata, StorageMeta
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict, set_state_dict
 
-from .dist import barrier
-
-CKPT_RE = re.compile(r"^ckpt-step-(\d+)$")
-SNAPSHOT_RE = re.compile(r"^snapshot-step-(\d+)$")  # XTuner's snapshot_interval saves (only the newest is kept)
-META_FILE = ".xtuner"
-
-
-def list_checkpoints(exp_dir: Path, pattern: re.Pattern = CKPT_RE) -> list[Path]:
-    """Complete checkpoints (or, with SNAPSHOT_RE, snapshots) of an experiment, oldest first."""
-    root = Path(exp_dir) / "checkpoints"
-    if not root.is_dir():
-        return []
-    done = [p for p in root.iterdir() if pattern.match(p.name) and (p / "train_state.json").is_file()]
-    return sorted(done, key=lambda p: int(pattern.match(p.name).group(1)))
-
-
-def step_of(path: Path) -> int:
-    return int((CKPT_RE.match(path.name) or SNAPSHOT_RE.match(path.name)).group(1))
-
+from ..distributed import barrier
 
 class UnsafeCheckpointError(ValueError):
     """A checkpoint file holds Python objects that only an unrestricted unpickler could build."""
@@ -129,12 +111,6 @@ def _set_rng_state(state: dict[str, Any]) -> None:
         n = state["numpy"]
         np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
                              n["cached_gaussian"]))
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def save_checkpoint(path: Path, *, model, optimizer, scheduler, loader_state: dict, train_state: dict,
@@ -225,45 +201,6 @@ def _without_frozen(model, model_sd: dict, frozen_ok: bool) -> dict:
     return {k: v for k, v in model_sd.items() if k not in frozen}
 
 
-def prune(paths: list[Path], maxkeep: int | None) -> list[Path]:
-    """Delete the oldest entries beyond `maxkeep` (<=0 or None keeps all); returns the ones removed."""
-    if not maxkeep or maxkeep <= 0 or len(paths) <= maxkeep:
-        return []
-    doomed = paths[: len(paths) - maxkeep]
-    for p in doomed:
-        if p.is_symlink():
-            p.unlink()
-        else:
-            shutil.rmtree(p, ignore_errors=True)
-    return doomed
-
-
-def remove_stale_tmp(exp_dir: Path) -> None:
-    root = Path(exp_dir) / "checkpoints"
-    if root.is_dir():
-        for p in root.glob("*.tmp"):
-            shutil.rmtree(p, ignore_errors=True)
-
-
-# ---- the work_dir registry (.xtuner) -----------------------------------------------------------------------------
-def read_meta(work_dir: Path) -> dict[str, Any]:
-    f = Path(work_dir) / META_FILE
-    if not f.is_file():
-        return {"exps": []}
-    try:
-        return json.loads(f.read_text(encoding="utf-8"))
-    except json.JSONDecodeError:
-        return {"exps": []}
-
-
-def write_meta(work_dir: Path, meta: dict[str, Any]) -> None:
-    _atomic_write_text(Path(work_dir) / META_FILE, json.dumps(meta, indent=2))
-
-
-def point_symlink(link: Path, target: Path) -> None:
-    """Re-point `hf-latest` atomically (a relative link, so the work_dir can move)."""
-    tmp = link.with_name(link.name + ".tmp")
-    if tmp.is_symlink() or tmp.exists():
-        tmp.unlink()
-    os.symlink(os.path.relpath(target, link.parent), tmp)
-    os.replace(tmp, link)
+def is_complete(path: Path) -> bool:
+    """A checkpoint folder counts once its train_state.json, written last, is there."""
+    return (Path(path) / "train_state.json").is_file()

@@ -1,7 +1,7 @@
 """`xtuner-nb notebooks [DIR]` and `xtuner-nb env`: the two commands that come before any training.
 
 `notebooks` copies the tutorials shipped in the package into a folder and says how to open them with this Python's
-kernel; `env` prints `xtuner_nb.env_report()`. The `xtuner-nb` entry point (train/cli.py) adds them as subcommands.
+kernel; `env` prints `xtuner_nb.env_report()`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import importlib.util
 import sys
 from pathlib import Path
 
-from .tutorials import LANGS, copy_tutorials
+from ...tutorials import LANGS, copy_tutorials
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -47,7 +47,7 @@ def run_notebooks(args: argparse.Namespace) -> int:
 
 
 def run_env(args: argparse.Namespace) -> int:
-    from .env import env_report
+    from ...env import env_report
 
     report = env_report(args.checkpoint)
     print(report)

@@ -1,6 +1,8 @@
-"""`xtuner-nb sft ...`: XTuner's `cli/sft.py` arguments, or `--config file.py` defining `trainer = TrainerConfig(...)`.
+"""`xtuner-nb sft ...`: XTuner's `train/cli/sft.py` arguments, or `--config file.py` defining
+`trainer = TrainerConfig(...)`.
 
-Runs the same way with `python -m xtuner_nb.train.cli sft ...` and `torchrun --nproc-per-node N -m xtuner_nb.train.cli sft ...`.
+Runs the same way with `python -m xtuner_nb.train.cli sft ...` and
+`torchrun --nproc-per-node N -m xtuner_nb.train.cli sft ...`.
 """
 
 from __future__ import annotations
@@ -10,9 +12,7 @@ import runpy
 import sys
 from pathlib import Path
 
-from ..start_cli import add_commands as add_start_commands
-from .cli_export import add_export_gguf_parser
-from .config import TrainerConfig
+from ..config import TrainerConfig
 
 DEFAULTS = dict(chat_template=None, tokenize_fn="openai", max_length=4096, lr=6e-5, optim="AdamW",
                 lr_min=1e-6, scheduler_type="cosine", warmup_ratio=0.03, work_dir="work_dir", seed=42)
@@ -20,22 +20,17 @@ DEFAULTS = dict(chat_template=None, tokenize_fn="openai", max_length=4096, lr=6e
 CLI_CONFIG_DEFAULTS = {"dataloader_cfg": {"pack_max_length": 4096}, "loss_config": {"mode": "chunk", "chunk_size": 1024}}
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="xtuner-nb", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="command", required=True)
-    add_start_commands(sub)  # `notebooks`, `env` (xtuner_nb/start_cli.py)
+def add_sft_parser(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("sft", help="supervised fine-tuning")
     add_sft_arguments(s)
-    add_export_gguf_parser(sub)  # `export-gguf` (xtuner_nb/train/cli_export.py)
-    return p
+    s.set_defaults(run=run_sft)
 
 
 def add_sft_arguments(s: argparse.ArgumentParser) -> None:
     """XTuner's `sft` flags, spelled as its cyclopts CLI spells them (plus this project's own, marked)."""
-    from ..config import FSDPConfig
-    from ..datasets import DataloaderConfig
-    from ..loss import CELossConfig
+    from ...config import FSDPConfig
+    from ...datasets import DataloaderConfig
+    from ...loss import CELossConfig
 
     s.add_argument("--config", type=Path, help="a .py file defining `trainer = TrainerConfig(...)` (no other flags)")
     s.add_argument("--load-from", type=Path, help="HF model folder (config.json + *.safetensors) or hub id org/name; "
@@ -99,7 +94,7 @@ def _nested(given: dict, group: str) -> dict:
 
 
 def config_from_args(args: argparse.Namespace) -> TrainerConfig:
-    given = {k: v for k, v in vars(args).items() if v is not None and k not in ("command", "config")}
+    given = {k: v for k, v in vars(args).items() if v is not None and k not in ("command", "config", "run")}
     if args.config is not None:
         if given:
             raise ValueError(f"--config cannot be mixed with other arguments (got {sorted(given)})")
@@ -118,10 +113,10 @@ def config_from_args(args: argparse.Namespace) -> TrainerConfig:
                          "use openai (messages jsonl) or pretrain")
     if a.get("load_model") is False:
         raise ValueError("--no-load-model is not supported by xtuner_nb: a checkpoint always restores the model")
-    from ..config import AdamWConfig, FSDPConfig, LRConfig, MuonConfig
-    from ..datasets import DataloaderConfig
-    from ..loss import CELossConfig
-    from .config import LoadCheckpointConfig
+    from ...config import AdamWConfig, FSDPConfig, LRConfig, MuonConfig
+    from ...datasets import DataloaderConfig
+    from ...loss import CELossConfig
+    from ..config import LoadCheckpointConfig
 
     loss = _nested(given, "loss_config")
     if a.get("loss_mode") is not None:
@@ -150,7 +145,7 @@ def config_from_args(args: argparse.Namespace) -> TrainerConfig:
 
 def _datasets(a: dict) -> list[dict]:
     """XTuner's --dataset: a .py file defining `datasets`, or jsonl files (one dataset per file of a folder)."""
-    from ..datasets import DatasetConfig, OpenaiTokenizeFunctionConfig, PretrainTokenizeFunctionConfig
+    from ...datasets import DatasetConfig, OpenaiTokenizeFunctionConfig, PretrainTokenizeFunctionConfig
 
     path = Path(a["dataset"])
     if path.suffix == ".py":
@@ -165,7 +160,7 @@ def _datasets(a: dict) -> list[dict]:
 
 
 def _model_cfg(spec: str | None, load_from: Path | None):
-    from ..model import MODEL_PRESETS, get_model_config, model_config_from_hf
+    from ...model import MODEL_PRESETS, get_model_config, model_config_from_hf
 
     if spec is None:
         if load_from is None:
@@ -178,24 +173,17 @@ def _model_cfg(spec: str | None, load_from: Path | None):
     raise ValueError(f"--model-cfg {spec!r}: not a preset ({sorted(MODEL_PRESETS)}) nor a .py file")
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if hasattr(args, "run"):  # a command that brings its own runner (start_cli, cli_export)
-        return args.run(args)
+def run_sft(args: argparse.Namespace) -> int:
     try:
         cfg = config_from_args(args)
     except ValueError as exc:
         print(f"xtuner-nb: error: {exc}", file=sys.stderr)
         return 2
-    from .dist import teardown_distributed
-    from .trainer import Trainer
+    from ..distributed import teardown_distributed
+    from ..trainer import Trainer
 
     try:
         Trainer.from_config(cfg).fit()
     finally:
         teardown_distributed()
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,36 @@
+"""Exports of the model as it is now: an ordinary HF folder (`hf-N/`, with LoRA the merged weights plus the peft
+adapter in `hf-N/adapter/`), and GGUF through llama.cpp's own converter. Collective under torchrun: every rank
+takes part in gathering the full weights, rank 0 writes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..distributed import DistInfo, barrier
+
+
+def write_hf_export(model: Any, model_cfg: Any, lora_cfg: Any, tokenizer: Any, path: Path, dist: DistInfo) -> Path:
+    """`path/`: config.json, safetensors and the tokenizer; under LoRA the adapters merged, and `path/adapter/`."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    from ...model import save_hf
+    from ..lora import save_lora_hf
+
+    sd = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    if dist.is_main:
+        if lora_cfg is None:
+            save_hf(sd, model_cfg, path, tokenizer=tokenizer)
+        else:
+            save_lora_hf(model, sd, model_cfg, lora_cfg, path, tokenizer=tokenizer)
+    barrier()
+    return path
+
+
+def write_gguf(hf_dir: Path, path: str | Path | None, outtype: str, dist: DistInfo) -> Path | None:
+    """`hf_dir` converted to one GGUF file on rank 0 (see `xtuner_nb.model.export_gguf`); None on other ranks."""
+    from ...model.gguf_export import export_gguf
+
+    out = export_gguf(hf_dir, path, outtype) if dist.is_main else None
+    barrier()
+    return out
