@@ -227,3 +227,32 @@ def test_config_overrides_default_hooks_off_and_a_new_trainer_closes_nothing(tin
     assert first.model is not None and list(first.history["step"]) == [1]
     assert not (first.log_dir / "curves.png").exists()  # default_hooks=[]: no curves.png hook
     assert "CurvesPng" in [type(h).__name__ for h in second.hooks] and first.hooks == []
+
+
+def test_hooks_are_resolved_once_into_trainer_hooks(tiny_ckpt, tmp_path):
+    """`trainer.hooks` is every hook of the run, decided when the Trainer is built: yours, then XTuner's
+    config-driven ones, then the defaults (one of a class: a hook you give replaces the default of its class);
+    fit() runs exactly that list, whatever it holds by then."""
+    from xtuner_nb.train import Hook, Trainer
+
+    class Counting(Hook):
+        def __init__(self):
+            self.begins = 0
+
+        def on_fit_begin(self, state, control):
+            self.begins += 1
+
+    mine = Counting()
+    trainer = Trainer(trainer_cfg=small_config(tiny_ckpt, tmp_path, total_step=2, debug_skip_save=True,
+                                               profile_step=3, default_hooks=["curves_png"]), hooks=[mine])
+    assert [type(h).__name__ for h in trainer.hooks] == ["Counting", "StepProfiler", "CurvesPng"]
+    resolved = list(trainer.hooks)
+    late = Counting()
+    trainer.hooks.append(late)
+    trainer.fit()
+    trainer.fit()  # at total_step already: no step, but the same hooks see the fit begin and end
+    assert trainer.hooks == [*resolved, late] and (mine.begins, late.begins) == (2, 2)
+    curves = type(resolved[-1])(trainer)
+    again = Trainer(trainer_cfg=small_config(tiny_ckpt, tmp_path, total_step=1, debug_skip_save=True,
+                                             default_hooks=["curves_png"]), hooks=[curves])
+    assert again.hooks == [curves]

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..train.hooks.events import Control, EndReason, Hook, SaveKind, TrainState
+from ..train.logs import in_notebook_kernel
 from .eval_view import GENERATIONS_KEY, generations_html
 from .plots import CurveData, CurvesFigure, save_curves_png
 
@@ -38,25 +39,9 @@ _REASON_TEXT = {"finished": "✓ finished", "stopped": "■ stopped", "interrupt
                 "error": "✗ failed"}
 
 
-def in_notebook_kernel() -> bool:
-    """True inside a Jupyter kernel (JupyterLab, VS Code, Colab), False in a script, IPython terminal or torchrun."""
-    import sys
-
-    if "ipykernel" not in sys.modules:
-        return False
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return False
-    ip = get_ipython()
-    return ip is not None and "IPKernelApp" in ip.config
-
-
 def auto_dashboard(trainer: Any) -> "LiveDashboard | None":
-    """The dashboard hook for this trainer's fit, or None (not in a kernel, turned off, or one already attached)."""
+    """The dashboard hook of this trainer's fits, or None (not in a kernel, or turned off with show_dashboard)."""
     if not getattr(trainer, "show_dashboard", True) or not in_notebook_kernel():
-        return None
-    if any(isinstance(h, LiveDashboard) for h in (getattr(trainer, "hooks", None) or [])):
         return None
     return LiveDashboard(trainer)
 

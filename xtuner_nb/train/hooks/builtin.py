@@ -48,7 +48,7 @@ def resolve_hooks(trainer: Any, given: list[Hook] | None) -> list[Hook]:
     names = default_hook_names(cfg.default_hooks, trainer.show_dashboard)
     for factory in load_hook_factories(names, explicit=cfg.default_hooks is not None):
         hook = factory(trainer)
-        if hook is not None and not any(type(h) is type(hook) for h in hooks):  # yours replaces the default
+        if hook is not None and not any(isinstance(h, type(hook)) for h in hooks):  # yours replaces the default
             hooks.append(hook)
     return [h for h in hooks if trainer.dist.is_main or not getattr(h, "main_process_only", True)]
 
