@@ -194,11 +194,11 @@ def _attention_check(device, dtype) -> Check:
 
 def _frontend() -> str | None:
     """The notebook front end this kernel talks to, guessed from its modules and environment; None outside one."""
+    from .train.logs import in_notebook_kernel
+
     if "google.colab" in sys.modules:
         return "Colab"
-    ipython = sys.modules.get("IPython")
-    shell = ipython.get_ipython() if ipython is not None else None
-    if shell is None or "IPKernelApp" not in shell.config:
+    if not in_notebook_kernel():
         return None
     if "KAGGLE_KERNEL_RUN_TYPE" in os.environ:
         return "Kaggle"

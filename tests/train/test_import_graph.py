@@ -53,3 +53,18 @@ def test_importing_the_package_and_the_trainer_loads_no_ui():
             "'IPython'))])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_one_answer_to_are_we_in_a_notebook_kernel():
+    """`train.logs.in_notebook_kernel` decides it for the logs, the interrupt handler, the default hooks, the
+    dashboard and the env report; no other module asks ipykernel or IPython's config itself."""
+    import xtuner_nb.notebook.dashboard as dashboard
+    from xtuner_nb.train import logs
+
+    assert dashboard.in_notebook_kernel is logs.in_notebook_kernel
+    package = TRAIN.parent
+    asking = sorted(str(p.relative_to(package.parent)) for p in package.rglob("*.py")
+                    if p != package / "train" / "logs.py"
+                    and any(s in p.read_text(encoding="utf-8") for s in ("IPKernelApp", "ipykernel.kernelapp")))
+    assert asking == []
+    assert not logs.in_notebook_kernel()  # pytest is not a kernel
