@@ -1,4 +1,4 @@
-"""`DatasetConfig` and `DataloaderConfig` with XTuner v1's field names and defaults (reference §2.5).
+"""`DatasetConfig` and `DataloaderConfig` with XTuner v1's field names and defaults.
 
 `DataloaderConfig.dataset_config_list` is XTuner's list of `{"dataset": DatasetConfig, "tokenize_fn": ...}` dicts.
 `DataloaderConfig.build(tokenizer, dp_rank=0, dp_size=1, micro_batch_size=1, seed=42)` tokenizes every file once
