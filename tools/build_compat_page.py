@@ -3,7 +3,8 @@
 One row per XTuner v1 public name (from `tools/xtuner_v1_names.json`, read from XTuner's source) compared with this
 code base (imported): module paths, package names, config fields with their defaults, and `xtuner sft` CLI flags.
 A field's status comes from the field itself: `refused_unless_default` fields are "not supported" with their reason,
-fields whose description says they have no effect are "accepted, no effect", a different default is "different".
+`compat_field` fields are "accepted, no effect" with theirs (both markers of `xtuner_nb.config.base`), a different
+default is "different".
 The zh_cn page's notes come from `tools/compat_notes_zh_cn.py`; a note with no translation stops this script.
 `tests/compat/test_xtuner_compat.py` fails while a page is stale:
 
@@ -64,7 +65,6 @@ DIFFERENT_DEFAULTS = {
 IMPLEMENTED_DIFFERENTLY = {
     ("TrainerConfig", "exp_tracker"): "'tensorboard' writes TensorBoard event files next to tracker.jsonl (which is "
                                       "always written: resume and `trainer.history` read it)",
-    ("TrainerConfig", "async_hf_export"): "accepted; HF exports are written synchronously",
     ("TrainerConfig", "resume_cfg"): "mapped onto auto_resume and load_checkpoint_cfg (XTuner reads only its "
                                      "auto_resume)",
     ("TrainerConfig", "profile_step"): "steps are 1-based; the profile spans the end of step N-1 to the end of step N",
@@ -165,7 +165,7 @@ def plain(value: Any) -> Any:
 
 def field_rows() -> list[tuple[str, str, str, str]]:
     """(name, kind, status key, note) for every field of every XTuner config class."""
-    from xtuner_nb.config.base import REFUSED_KEY
+    from xtuner_nb.config.base import COMPAT_KEY, REFUSED_KEY
 
     ns, rows = namespace(), []
     for path, cls_info in NAMES["classes"].items():
@@ -190,7 +190,6 @@ def field_rows() -> list[tuple[str, str, str, str]]:
             if REFUSED_KEY in extra:
                 rows.append((label, "field", "refused", REFUSED_NOTE.format(reason=extra[REFUSED_KEY])))
                 continue
-            desc = info.description or ""
             why = DIFFERENT_DEFAULTS.get((name, field)) or DIFFERENT_DEFAULTS.get((name, "*"))
             ours_default = info.get_default(call_default_factory=True) if not info.is_required() else None
             if f["required"] or f["default"] is None:
@@ -206,8 +205,8 @@ def field_rows() -> list[tuple[str, str, str, str]]:
             elif not same:
                 rows.append((label, "field", "different",
                              why or DEFAULT_NOTE.format(ours=repr(plain(ours_default)), theirs=f["default"])))
-            elif "no effect" in desc or "not applied" in desc:
-                rows.append((label, "field", "no effect", desc))
+            elif COMPAT_KEY in extra:  # a compat_field: any value accepted, none has an effect
+                rows.append((label, "field", "no effect", extra[COMPAT_KEY]))
             else:
                 rows.append((label, "field", "same", ""))
     return rows

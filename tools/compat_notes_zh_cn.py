@@ -50,7 +50,6 @@ NOTES_ZH_CN: dict[str, str] = {
     "`trainer.history` read it)":
         "'tensorboard' 在 tracker.jsonl 旁写 TensorBoard 事件文件（tracker.jsonl 总会写入：恢复训练和 "
         "`trainer.history` 都读取它）",
-    "accepted; HF exports are written synchronously": "接受；HF 导出同步写入",
     "mapped onto auto_resume and load_checkpoint_cfg (XTuner reads only its auto_resume)":
         "映射到 auto_resume 和 load_checkpoint_cfg（XTuner 只读取其中的 auto_resume）",
     "steps are 1-based; the profile spans the end of step N-1 to the end of step N":
@@ -79,20 +78,19 @@ NOTES_ZH_CN: dict[str, str] = {
         "CPU 上逐样本调用 SDPA）；sdpa / eager / varlen 是本项目的名称",
     "default True is logged as not applied (eager layers); set explicitly, each decoder layer is compiled":
         "默认值 True 会在日志中记为未应用（各层以 eager 运行）；显式设置时，每个 decoder 层都会编译",
-    # config fields: accepted, no effect (the fields' descriptions)
-    "Accepted for XTuner compatibility; no effect.": "为兼容 XTuner 而接受；无作用。",
-    "Accepted for XTuner compatibility (a DCP planner shortcut for > 512 ranks); no effect.":
-        "为兼容 XTuner 而接受（超过 512 个 rank 时 DCP planner 的快捷路径）；无作用。",
-    "Accepted for XTuner compatibility (a torch 2.7 DCP patch); no effect.":
-        "为兼容 XTuner 而接受（针对 torch 2.7 的 DCP 补丁）；无作用。",
-    "Accepted for XTuner compatibility (multimodal only); no effect.": "为兼容 XTuner 而接受（仅用于多模态）；无作用。",
-    "Accepted for XTuner compatibility; no effect here (token arrays are loaded in-process).":
-        "为兼容 XTuner 而接受；这里无作用（token 数组在进程内加载）。",
-    "XTuner's device-mesh name prefix; no effect.": "XTuner 的 device mesh 名称前缀；无作用。",
-    "XTuner's name prefix of its device meshes; no effect (one data-parallel mesh here).":
-        "XTuner 各 device mesh 的名称前缀；无作用（这里只有一个数据并行 mesh）。",
-    "XTuner's torch.compile options; accepted and not applied (transformers' layers run eagerly here).":
-        "XTuner 的 torch.compile 选项；接受但不应用（这里 transformers 的层以 eager 模式运行）。",
+    # config fields: accepted, no effect (the reasons of the fields' compat_field)
+    "HF exports are written synchronously here (the step after an export waits for it)":
+        "这里同步写入 HF 导出（导出之后的那一步会等待它写完）",
+    "XTuner's DCP planner shortcut for more than 512 ranks; no effect here":
+        "XTuner 在超过 512 个 rank 时的 DCP planner 快捷路径；这里无作用",
+    "XTuner's patch of torch 2.7's DCP; no effect here": "XTuner 针对 torch 2.7 DCP 的补丁；这里无作用",
+    "the name prefix of XTuner's device meshes; no effect (one data-parallel mesh here)":
+        "XTuner 各 device mesh 的名称前缀；无作用（这里只有一个数据并行 mesh）",
+    "no effect here (token arrays are loaded in-process)": "这里无作用（token 数组在进程内加载）",
+    "the media folder of multimodal data; no effect (text only)": "多模态数据的媒体文件夹；无作用（仅文本）",
+    "no effect: empty samples carry no tokens and are always dropped (and counted)":
+        "无作用：空样本没有 token，总会被丢弃（并计数）",
+    "no effect: packing runs in-process": "无作用：pack 在进程内完成",
     # reasons of refused fields (the fields' refused_unless_default), after "only XTuner's default; "
     "Fourier position embedding (FoPE) is not implemented": "未实现傅里叶位置编码（FoPE）",
     "HF exports are written in one dtype (bf16); no per-key fp32": "HF 导出只用一种 dtype（bf16）；不能按键名保留 fp32",

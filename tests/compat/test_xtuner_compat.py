@@ -144,6 +144,13 @@ def test_trainer_config_takes_xtuners_spellings():
     assert TrainerConfig.from_json(cfg.to_json()) == cfg
     with pytest.raises(ValueError, match="MuonConfig is not supported"):
         TrainerConfig(model_cfg=Qwen3DenseTinyConfig(), optim_cfg=MuonConfig())
+    with pytest.raises(ValueError, match="MuonConfig is not supported"):  # the same refusal, built by hand
+        MuonConfig().build([])
+    # XTuner's Trainer(backend=...) is dist_backend, in one place the Trainer's overrides use too
+    assert TrainerConfig.with_field_names({"backend": "nccl", "seed": 1}) == {"seed": 1, "dist_backend": "nccl"}
+    assert TrainerConfig.with_field_names({"dist_backend": "gloo"}) == {"dist_backend": "gloo"}
+    with pytest.raises(ValueError, match="backend='gloo' and dist_backend='nccl' disagree"):
+        TrainerConfig(model_cfg=Qwen3DenseTinyConfig(), backend="gloo", dist_backend="nccl")
 
 
 def test_cli_accepts_every_xtuner_sft_flag(tmp_path):

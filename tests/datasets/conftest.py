@@ -9,7 +9,7 @@ import pytest
 
 from xtuner_nb.datasets import DataloaderConfig, DatasetConfig, OpenaiTokenizeFunctionConfig
 from xtuner_nb.model.tokenizer import make_tiny_tokenizer
-from xtuner_nb.train.toy_tokenizer import UTF8ByteTokenizer
+from xtuner_nb.datasets.toy_tokenizer import UTF8ByteTokenizer
 
 # Qwen2's pre-tokenizer regex (tokenizer.json of Qwen2/Qwen2.5/Qwen3), then byte-level without its own regex
 QWEN2_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|"

@@ -5,7 +5,7 @@ import re
 
 from xtuner_nb.datasets import DataloaderConfig, DatasetConfig, OpenaiTokenizeFunctionConfig
 from xtuner_nb.datasets.demo import demo_data_path, demo_prompts, demo_records, demo_texts, write_demo_files
-from xtuner_nb.train.toy_tokenizer import UTF8ByteTokenizer
+from xtuner_nb.datasets.toy_tokenizer import UTF8ByteTokenizer
 
 CJK = re.compile(r"[\u4e00-\u9fff]")
 

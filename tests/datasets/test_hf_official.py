@@ -127,7 +127,7 @@ def test_smollm2_chatml_template(smollm2_tok, shape):
     out = check_ids(smollm2_tok, messages, tools)
     expected = [m["content"] + "<|im_end|>" for m in messages if m["role"] == "assistant" and m.get("loss", True)]
     if shape == "whitespace_at_edges":  # SmolLM2's BPE merges the header's "\n" with the answer's leading
-        expected = ["\n" + e for e in expected]  # whitespace: that token is trained (see hf_template's docstring)
+        expected = ["\n" + e for e in expected]  # whitespace: that token is trained (see chat_template_jinja's docstring)
     assert trained_texts(smollm2_tok, out) == expected
     dropped = out.get("dropped", {})
     assert ("tools" in dropped) == bool(tools)  # the template has no tool section: counted, not silent

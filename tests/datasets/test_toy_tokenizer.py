@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from xtuner_nb.train.toy_tokenizer import UTF8ByteTokenizer
+from xtuner_nb.datasets.toy_tokenizer import UTF8ByteTokenizer
 
 
 def test_ids_are_bytes_and_specials():
@@ -33,3 +33,11 @@ def test_batch_call_and_save():
     assert [x.tolist() for x in ragged["input_ids"]] == [[97, 98], [99]]
     assert tok.save_pretrained("/nonexistent/dir") == ()
     assert tok.convert_tokens_to_ids("a") == 97
+
+
+def test_xtuners_import_paths_give_the_same_class():
+    """XTuner's `xtuner.v1.train.UTF8ByteTokenizer` and `xtuner.v1.train.toy_tokenizer.UTF8ByteTokenizer`."""
+    from xtuner_nb.train import UTF8ByteTokenizer as from_train
+    from xtuner_nb.train.toy_tokenizer import UTF8ByteTokenizer as from_module
+
+    assert from_train is from_module is UTF8ByteTokenizer

@@ -197,3 +197,50 @@ def test_dataset_list_round_trips_through_its_json_box():
     box.value = box.value.replace("data/a.jsonl", "data/b.jsonl")
     assert str(form.value.dataset_config_list[0]["dataset"].anno_path).endswith("data/b.jsonl")
     assert "DatasetConfig(anno_path='data/b.jsonl')" in form.code
+
+
+def _compat_rows(form) -> list[str]:
+    """The fields shown in a form's "XTuner compatibility" section, by name (the section's rows are the field rows)."""
+    inside = form.compat_section.children[0].children
+    return [name for name, row in form.rows.items() if row.widget in inside]
+
+
+def test_xtuner_compatibility_fields_are_folded_into_a_collapsed_section_at_every_level():
+    import ipywidgets as W
+
+    from xtuner_nb.config.base import is_compat_field
+    from xtuner_nb.datasets import DataloaderConfig
+    from xtuner_nb.train import TrainerConfig
+
+    form = config_form(TrainerConfig(model_cfg=Qwen3DenseTinyConfig()))
+    section = form.compat_section
+    assert isinstance(section, W.Accordion) and section.selected_index is None  # closed
+    assert section.titles[0].startswith("XTuner compatibility (8 fields")
+    assert form.body.children[-1] is section  # below every real field
+    assert _compat_rows(form) == ["sp_size", "async_hf_export", "skip_checkpoint_validation", "patch_for_dcp_finish",
+                                  "check_health_interval", "intra_layer_micro_batch", "prober_list",
+                                  "internal_metrics_cfg"]
+    assert len(section.children[0].children) == 8
+    real = [row.widget for name, row in form.rows.items() if not is_compat_field(TrainerConfig.model_fields[name])]
+    assert list(form.body.children[:-1]) == real
+    # nested configs have their own section: a sub-form, an Optional sub-form (None now), a standalone form
+    loader = form.rows["dataloader_cfg"].editor.form
+    assert loader.compat_section.selected_index is None
+    assert _compat_rows(loader) == ["pack_workers", "sampler_type", "pack_config_path", "sampler_config_path"]
+    fsdp = form.rows["fsdp_cfg"].editor.inner.form
+    assert _compat_rows(fsdp) == ["tp_size", "ep_size", "vision_recompute_ratio", "mtp_checkpoint_use_reentrant",
+                                  "mesh_prefix", "requires_grad"]
+    assert _compat_rows(config_form(AdamWConfig)) == ["swap_optimizer"]
+    assert config_form(LRConfig).compat_section is None  # nothing to fold: no empty section
+    # a field in the section is edited like any other, and the code is the config's own to_python()
+    form.field("async_hf_export").input.value = True
+    form.field("dataloader_cfg.pack_workers").input.value = 2
+    want = TrainerConfig(model_cfg=Qwen3DenseTinyConfig(), async_hf_export=True,
+                         dataloader_cfg=DataloaderConfig(pack_workers=2))
+    assert form.value == want
+    assert form.code.endswith(f"cfg = {want.to_python()}")
+    assert "async_hf_export=True" in form.code and "DataloaderConfig(pack_workers=2)" in form.code
+    form.field("sp_size").input.value = 2  # a refused value: refused by the config, the form says which field
+    with pytest.raises(ConfigFormError, match="TrainerConfig.sp_size=2 is not supported by xtuner_nb"):
+        form.value
+    assert "sp_size=2 is not supported" in form.form_error.value

@@ -10,22 +10,15 @@ from typing import Any, Literal
 
 from pydantic import Field, field_serializer, field_validator
 
-from .base import XConfig, refused_unless_default
+from .base import XConfig, compat_field, refused_unless_default
 
 DType = Literal["bfloat16", "float16", "float32"]
 
 
 class FSDPConfig(XConfig):
-    tp_size: int = refused_unless_default(
-        1, "tensor parallelism is not implemented (XTuner supports it for MoE models only); use FSDP over more "
-           "GPUs (torchrun), fsdp_cfg.cpu_offload=True or LoRA to fit a larger model")
-    ep_size: int = refused_unless_default(1, "expert parallelism is for MoE models; this project trains dense Qwen3")
     reshard_after_forward: bool = Field(True, description="FSDP2: free gathered params after forward (less memory, more comms).")
     recompute_ratio: float = Field(1.0, ge=0, le=1, description="Fraction of decoder layers with activation checkpointing.")
-    vision_recompute_ratio: float = refused_unless_default(1.0, "there is no vision tower (text-only models)")
     checkpoint_preserve_rng_state: bool = Field(True, description="Replay dropout RNG exactly in recomputed layers.")
-    mtp_checkpoint_use_reentrant: bool = refused_unless_default(
-        True, "there are no multi-token-prediction (MTP) layers in Qwen3 dense")
     cpu_offload: bool = Field(False, description="FSDP2 CPUOffloadPolicy: params, grads and optimizer state live on CPU.")
     param_dtype: DType = Field("bfloat16", description="Compute dtype of params on GPU (master weights stay fp32).")
     reduce_dtype: DType = Field("bfloat16", description="Dtype of gradient reduce-scatter.")
@@ -40,14 +33,22 @@ class FSDPConfig(XConfig):
     torch_compile: bool = Field(True, description="torch.compile each decoder layer when set explicitly (True); left "
                                                   "at XTuner's default it is not applied, and the log says so (compile "
                                                   "time dominates short notebook runs).")
-    mesh_prefix: str = Field("default", description="XTuner's name prefix of its device meshes; no effect (one "
-                                                    "data-parallel mesh here).")
-    requires_grad: bool = refused_unless_default(
-        True, "a frozen model (XTuner's RL reference model) is not trained here; use lora_cfg to train a subset")
     hsdp_sharding_size: int | None = Field(
         None, ge=1, description="HSDP (hybrid sharding): shard over groups of this many ranks (usually the GPUs of "
                                 "one node) and replicate across the groups; world size must be a multiple. "
                                 "None: plain FSDP, shard over all ranks.")
+    # ---- XTuner's fields that do nothing here (compat_field, refused_unless_default): after the real ones ----
+    tp_size: int = refused_unless_default(
+        1, "tensor parallelism is not implemented (XTuner supports it for MoE models only); use FSDP over more "
+           "GPUs (torchrun), fsdp_cfg.cpu_offload=True or LoRA to fit a larger model")
+    ep_size: int = refused_unless_default(1, "expert parallelism is for MoE models; this project trains dense Qwen3")
+    vision_recompute_ratio: float = refused_unless_default(1.0, "there is no vision tower (text-only models)")
+    mtp_checkpoint_use_reentrant: bool = refused_unless_default(
+        True, "there are no multi-token-prediction (MTP) layers in Qwen3 dense")
+    mesh_prefix: str = compat_field(
+        "default", "the name prefix of XTuner's device meshes; no effect (one data-parallel mesh here)")
+    requires_grad: bool = refused_unless_default(
+        True, "a frozen model (XTuner's RL reference model) is not trained here; use lora_cfg to train a subset")
 
     @field_validator("param_dtype", "reduce_dtype", mode="before")
     @classmethod

@@ -46,7 +46,8 @@ class AdamWConfig(OptimConfig):
 
 
 class MuonConfig(OptimConfig):
-    """XTuner's Muon config: every field is accepted, so XTuner configs load; the Trainer refuses to build it."""
+    """XTuner's Muon config: every field is accepted, so a MuonConfig in XTuner's code builds; training with it is
+    refused (`refuse_unimplemented_optimizer`: a TrainerConfig does not take it)."""
 
     weight_decay: float = Field(0.1, ge=0, description="Decoupled weight decay.")
     momentum: float = Field(0.95, description="Muon momentum.")
@@ -56,9 +57,16 @@ class MuonConfig(OptimConfig):
     enable_all2all: bool = Field(True, description="XTuner's all-to-all communication strategy.")
 
     def build(self, params):
-        raise NotImplementedError(
-            "MuonConfig is not supported by xtuner_nb: XTuner's Muon (a distributed Newton-Schulz optimizer for "
-            "matrices, AdamW for the rest) is not implemented; use AdamWConfig")
+        refuse_unimplemented_optimizer(self)
+
+
+def refuse_unimplemented_optimizer(optim_cfg: OptimConfig) -> OptimConfig:
+    """The one refusal of the optimizers XTuner has and this project does not implement (Muon), asked by
+    `TrainerConfig.optim_cfg` and by `MuonConfig.build`."""
+    if isinstance(optim_cfg, MuonConfig):
+        raise ValueError("MuonConfig is not supported by xtuner_nb: XTuner's Muon (Newton-Schulz updates for "
+                         "matrices, AdamW for the rest) is not implemented; use AdamWConfig")
+    return optim_cfg
 
 
 class LRConfig(XConfig):

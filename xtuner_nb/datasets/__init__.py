@@ -16,7 +16,7 @@ from .dataloader import DatasetStats, LoaderStats, PackedDataLoader
 from .errors import DataFormatError
 from .tokenize_fn import (CachableTokenizeFunction, OpenaiTokenizeFunction, OpenaiTokenizeFunctionConfig,
                           PretrainTokenizeFunction, PretrainTokenizeFunctionConfig, tokenizer_hash)
-from .templates import CHAT_TEMPLATE_MAP, HybridChatTemplate
+from .chat_template_named import CHAT_TEMPLATE_MAP, HybridChatTemplate
 from .demo import demo_data_path, demo_prompts, demo_texts, identity_data_path, identity_prompts
 from .preview import label_spans, tokenize_samples
 

@@ -1,4 +1,4 @@
-"""`sft_llm_collator`: samples of a pack -> one packed row (XTuner's collator, reference §4.4).
+"""`sft_llm_collator`: samples of a pack -> one packed row (XTuner's collator).
 
 Per pack: concatenate the samples, shift over the *whole* pack (`input_ids = ids[:-1]`, `shifted_labels =
 labels[1:]`; the last token of sample i predicts the first label of sample i+1, normally -100), segments = sample

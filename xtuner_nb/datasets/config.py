@@ -1,4 +1,4 @@
-"""`DatasetConfig` and `DataloaderConfig` with XTuner v1's field names and defaults (reference §2.5).
+"""`DatasetConfig` and `DataloaderConfig` with XTuner v1's field names and defaults.
 
 `DataloaderConfig.dataset_config_list` is XTuner's list of `{"dataset": DatasetConfig, "tokenize_fn": ...}` dicts.
 `DataloaderConfig.build(tokenizer, dp_rank=0, dp_size=1, micro_batch_size=1, seed=42)` tokenizes every file once
@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from ..config.base import XConfig, refused_unless_default
+from ..config.base import XConfig, compat_field, refused_unless_default
 
 if TYPE_CHECKING:
     from .dataloader import PackedDataLoader
@@ -33,19 +33,19 @@ class DatasetConfig(XConfig):
     cache_tag: str | None = Field(None, description="With cache_dir: trust a previous run with this tag for the "
                                                     "same file path and skip hashing the file's content.")
     name: str = Field("default", description="Dataset name shown in statistics.")
-    class_name: str = refused_unless_default(
-        "JsonlDataset", "only text datasets (JsonlDataset) are supported; XTuner's VLMJsonlDataset is multimodal")
     sample_ratio: float = Field(1.0, ge=0, description="Use each sample floor(r) times plus a random fraction "
                                                        "(r=0.5: half of the samples, r=2: every sample twice).")
     enable_sequential_sampler: bool = Field(False, description="With a fractional sample_ratio take the first "
                                                                "samples instead of a random subset.")
-    enable_mmap_shared: bool = Field(False, description="Accepted for XTuner compatibility; no effect here "
-                                                        "(token arrays are loaded in-process).")
-    media_root: str | None = Field("", description="Accepted for XTuner compatibility (multimodal only); no effect.")
-    disable_filter: bool = Field(False, description="Accepted for XTuner compatibility. Empty samples carry no "
-                                                    "tokens and are always dropped (and counted).")
     skip_bad_lines: bool = Field(False, description="Skip lines that cannot be used (bad JSON, unknown role, ...) "
                                                     "and report how many and which, instead of stopping.")
+    # ---- XTuner's fields that do nothing here (compat_field, refused_unless_default): after the real ones ----
+    class_name: str = refused_unless_default(
+        "JsonlDataset", "only text datasets (JsonlDataset) are supported; XTuner's VLMJsonlDataset is multimodal")
+    enable_mmap_shared: bool = compat_field(False, "no effect here (token arrays are loaded in-process)")
+    media_root: str | None = compat_field("", "the media folder of multimodal data; no effect (text only)")
+    disable_filter: bool = compat_field(
+        False, "no effect: empty samples carry no tokens and are always dropped (and counted)")
 
     @field_validator("anno_path", "cache_dir", mode="before")
     @classmethod
@@ -79,11 +79,7 @@ class DataloaderConfig(XConfig):
     pack_max_length: int = Field(32768, gt=1, description="Tokens per pack (the sequence length of one row).")
     pack_chunk_size: int = Field(10000, gt=0, description="Soft packing works on shuffled chunks of this many "
                                                           "samples.")
-    pack_workers: int = Field(8, ge=0, description="Accepted for XTuner compatibility; packing runs in-process.")
     global_pack: bool = Field(True, description="Pack all datasets together (False: each file on its own).")
-    sampler_type: Literal["none", "preset"] = refused_unless_default(
-        "none", "XTuner's preset sampler replays an order read from sampler_config_path; not implemented (the "
-                "length-grouped sampler, group_by_length=True, is used)")
     group_by_length: bool = Field(True, description="Order packs with the length-grouped sampler (default: "
                                                     "pack_level != 'none'; must be False with pack_level='none').")
     pack_extra_buffer_size: int = Field(100, ge=0, description="Soft packing looks this many samples ahead for "
@@ -91,12 +87,17 @@ class DataloaderConfig(XConfig):
     num_workers: int = Field(0, ge=0, description="DataLoader worker processes that collate packs (0: in-process).")
     pad_token_id: int | None = Field(None, description="Padding id (None: the tokenizer's pad, else eos, else 0).")
     tokenizer_hash: str | None = Field(None, description="Use this instead of hashing the tokenizer for cache keys.")
+    round_up: bool = Field(True, description="Repeat packs so every step has a full global batch (XTuner "
+                                             "default); False: the last step may be short.")
+    # ---- XTuner's fields that do nothing here (compat_field, refused_unless_default): after the real ones ----
+    pack_workers: int = compat_field(8, "no effect: packing runs in-process", ge=0)
+    sampler_type: Literal["none", "preset"] = refused_unless_default(
+        "none", "XTuner's preset sampler replays an order read from sampler_config_path; not implemented (the "
+                "length-grouped sampler, group_by_length=True, is used)")
     pack_config_path: str | None = refused_unless_default(
         None, "XTuner's preset packs (pack_level='preset') are not implemented; use pack_level='soft' or 'hard'")
     sampler_config_path: str | None = refused_unless_default(
         None, "XTuner's preset sampler order is not implemented; the length-grouped sampler is used")
-    round_up: bool = Field(True, description="Repeat packs so every step has a full global batch (XTuner "
-                                             "default); False: the last step may be short.")
 
     @model_validator(mode="before")
     @classmethod

@@ -277,7 +277,7 @@ def build_dataloader(cfg: "DataloaderConfig", tokenizer, *, dp_rank: int = 0, dp
         raise ValueError(f"need 0 <= dp_rank < dp_size and micro_batch_size >= 1 (got rank {dp_rank}, "
                          f"size {dp_size}, micro_batch_size {micro_batch_size})")
     if tokenizer is None:  # as XTuner's Trainer without tokenizer_path
-        from ..train.toy_tokenizer import UTF8ByteTokenizer
+        from .toy_tokenizer import UTF8ByteTokenizer
 
         tokenizer = UTF8ByteTokenizer()
     datasets = tokenize_datasets(cfg, tokenizer, progress)

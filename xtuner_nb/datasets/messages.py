@@ -1,4 +1,4 @@
-"""Parse and validate one jsonl record in XTuner's OpenAI-messages format (reference §1.2).
+"""Parse and validate one jsonl record in XTuner's OpenAI-messages format.
 
 A record is a bare list of messages, `{"messages": [...], "tools": [...]}` or `{"dialogs": [...]}`. Messages are
 checked field by field in plain Python (faster than pydantic on millions of messages, and the messages name the

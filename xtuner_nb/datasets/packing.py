@@ -1,4 +1,4 @@
-"""Plan which samples go into which pack, once, at build time (XTuner's pack datasets, reference §4.3).
+"""Plan which samples go into which pack, once, at build time (XTuner's pack datasets).
 
 A plan is a flat list of pieces `(sample, start, end)` grouped into packs. soft/none packs hold whole samples;
 hard packs cut the shuffled token stream into exact `pack_max_length` windows, so samples split at the edges.

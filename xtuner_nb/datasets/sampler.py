@@ -1,4 +1,4 @@
-"""Which packs each rank gets in each epoch (XTuner's samplers, reference §4.5).
+"""Which packs each rank gets in each epoch (XTuner's samplers).
 
 Both samplers are pure functions of `(seed, epoch)`: the order is computed again on resume, never stored.
 With `round_up` the order is padded by repeating its beginning to whole global batches, so every step has

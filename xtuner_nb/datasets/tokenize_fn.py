@@ -20,10 +20,12 @@ from pydantic import Field, field_validator
 
 from ..config.base import XConfig
 from .messages import Conversation, parse_conversation
-from .templates import CHAT_TEMPLATE_MAP, HF_TEMPLATE
+from .chat_template_jinja import HF_TEMPLATE, hf_tokenize
+from .chat_template_named import CHAT_TEMPLATE_MAP
 
 IGNORE_INDEX = -100
-_CODE_FILES = ("messages.py", "templates.py", "hf_template.py", "tokenize_fn.py", "formats.py", "sources.py")
+_CODE_FILES = ("messages.py", "chat_template_named.py", "chat_template_jinja.py", "tokenize_fn.py", "formats.py",
+               "sources.py")
 
 
 def code_hash() -> str:
@@ -132,8 +134,6 @@ class OpenaiTokenizeFunction(CachableTokenizeFunction):
     def __call__(self, item: Any, **kwargs) -> dict:
         if self.chat_template is not None:
             return super().__call__(item)
-        from .hf_template import hf_tokenize
-
         ids, labels, dropped = hf_tokenize(self.tokenizer, self.parse(item))
         out = {"input_ids": ids, "labels": labels, "num_tokens": len(ids)}
         if dropped:

@@ -1,7 +1,8 @@
 """The parts of `ConfigForm` that recurse: editors of nested configs (a sub-form, a union of config classes, a list
 of configs), the dispatch from a pydantic field annotation to its editor, and `FieldRow`, one row per field.
 
-Sub-forms are `ConfigForm`s themselves; `forms.py` imports this module, so they are made through `_sub_form`.
+Sub-forms are `ConfigForm`s themselves, made by the `sub_form` factory that `forms.py` passes down (this module never
+imports `forms.py`, which builds on it).
 """
 
 from __future__ import annotations
@@ -23,10 +24,8 @@ from .form_editors import (_INPUT_W, _LABEL_W, _MISSING, _NONE_TYPE, ConfigFormE
                            _ValueEditor)
 
 
-def _sub_form(start: Any, path: str) -> Any:
-    from .forms import ConfigForm  # forms.py builds on this module
-
-    return ConfigForm(start, _path=path, show_code=False)
+# (config instance or class, dotted path of the field) -> the ConfigForm of that nested config
+SubForm = Callable[[Any, str], Any]
 
 
 class _NestedEditor(_Editor):
@@ -70,12 +69,12 @@ class _NestedEditor(_Editor):
 class _ChoiceEditor(_Editor):
     """A union of config classes: a dropdown picks the class, the sub-form below edits it."""
 
-    def __init__(self, classes: list[type[XConfig]], value: Any, path: str):
+    def __init__(self, classes: list[type[XConfig]], value: Any, path: str, sub_form: SubForm):
         self.classes, self._path = classes, path
         current = type(value) if isinstance(value, XConfig) else classes[0]
         self.pick = W.Dropdown(options=[(c.__name__, c) for c in classes], value=current,
                                layout=W.Layout(width=_INPUT_W))
-        self.nested = _NestedEditor(_sub_form(value if isinstance(value, XConfig) else current, path),
+        self.nested = _NestedEditor(sub_form(value if isinstance(value, XConfig) else current, path),
                                     path.rsplit(".", 1)[-1])
         self.input = self.pick
         self.widget = W.VBox([self.pick, self.nested.widget])
@@ -104,8 +103,8 @@ class _ChoiceEditor(_Editor):
 class _ConfigListEditor(_Editor):
     """A list of configs: one collapsible sub-form per item, with add / remove-last buttons."""
 
-    def __init__(self, item_cls: type[XConfig], value: Any, path: str):
-        self.item_cls, self._path = item_cls, path
+    def __init__(self, item_cls: type[XConfig], value: Any, path: str, sub_form: SubForm):
+        self.item_cls, self._path, self._sub_form = item_cls, path, sub_form
         self.forms: list = []  # ConfigForm each
         self.box = W.Accordion(children=[])
         self.add = W.Button(description="+ add", layout=W.Layout(width="80px"),
@@ -119,7 +118,7 @@ class _ConfigListEditor(_Editor):
         self.set(value)
 
     def _append(self, item: Any, notify: bool = False):
-        form = _sub_form(item if isinstance(item, XConfig) else self.item_cls, f"{self._path}.{len(self.forms)}")
+        form = self._sub_form(item if isinstance(item, XConfig) else self.item_cls, f"{self._path}.{len(self.forms)}")
         if isinstance(item, dict):
             form._apply_raw(item)
         form._notify_parent = self._changed
@@ -193,17 +192,17 @@ def _placeholder(ann: Any) -> Any:
     return _MISSING
 
 
-def _make_editor(ann: Any, value: Any, path: str, required: bool) -> _Editor:
+def _make_editor(ann: Any, value: Any, path: str, required: bool, sub_form: SubForm) -> _Editor:
     ann = _unwrap(ann)
     origin, args = get_origin(ann), get_args(ann)
     if origin in (Union, types.UnionType):
         members = [a for a in args if a is not _NONE_TYPE]
         if len(members) < len(args):  # Optional
             inner_ann = members[0] if len(members) == 1 else Union[tuple(members)]
-            return _OptionalEditor(lambda v: _make_editor(inner_ann, v, path, required=False), value,
+            return _OptionalEditor(lambda v: _make_editor(inner_ann, v, path, False, sub_form), value,
                                    _placeholder(inner_ann))
         if all(_is_config_class(m) for m in members):
-            return _ChoiceEditor(members, value, path)
+            return _ChoiceEditor(members, value, path, sub_form)
         if set(members) <= {str, Path, PurePath}:
             return _TextEditor(value, is_path=False, required=required)
         if set(members) <= {int, float}:
@@ -233,18 +232,18 @@ def _make_editor(ann: Any, value: Any, path: str, required: bool) -> _Editor:
                                        layout=W.Layout(width=_INPUT_W)), ann)
     if _is_config_class(ann):
         start = value if isinstance(value, XConfig) else ann
-        return _NestedEditor(_sub_form(start, path), path.rsplit(".", 1)[-1])
+        return _NestedEditor(sub_form(start, path), path.rsplit(".", 1)[-1])
     if origin is tuple:
         if len(args) == 2 and args[1] is Ellipsis:
             return _SeqEditor(value, of_str=_unwrap(args[0]) in (str, Path), as_tuple=True)
         if args and all(_unwrap(a) in (bool, int, float, str) or get_origin(_unwrap(a)) is Literal for a in args):
             vals = list(value) if isinstance(value, (tuple, list)) and len(value) == len(args) else [_MISSING] * len(args)
-            return _TupleEditor([_make_editor(a, v, path, required) for a, v in zip(args, vals)])
+            return _TupleEditor([_make_editor(a, v, path, required, sub_form) for a, v in zip(args, vals)])
     if origin in (list, typing.Sequence, set, frozenset) or ann in (list, tuple):
         item = _unwrap(args[0]) if args else Any
         item_members = [a for a in get_args(item) if a is not _NONE_TYPE] if get_origin(item) in (Union, types.UnionType) else [item]
         if item_members and all(_is_config_class(m) for m in item_members):
-            return _ConfigListEditor(item_members[0], value, path)
+            return _ConfigListEditor(item_members[0], value, path, sub_form)
         if item in (str, int, float, Path) and origin in (list, typing.Sequence):
             return _SeqEditor(value, of_str=item in (str, Path), as_tuple=False)
     if ann in (dict, Any) or origin is dict:

@@ -6,9 +6,11 @@
 Widgets come from the pydantic field types (bool, int, float, str, Path, Literal/Enum, Optional, tuples, lists,
 nested configs, unions of configs), each field's `description` is shown as its hint, pydantic's validation errors
 appear next to the field they belong to, and a live preview shows the Python code that rebuilds the config (only
-the fields that differ from the defaults). Model configs get a preset picker that swaps the size preset while
-keeping the fields the user changed. Core ipywidgets only, so it renders in JupyterLab, VS Code and Colab; with no
-clicks (a notebook run headless) `form.value` is just the config it was made from.
+the fields that differ from the defaults). XTuner's fields that do nothing here (`compat_field`,
+`refused_unless_default`) sit below the real ones in a collapsed "XTuner compatibility" section, at every level of
+nesting; they are edited and validated like the others. Model configs get a preset picker that swaps the size
+preset while keeping the fields the user changed. Core ipywidgets only, so it renders in JupyterLab, VS Code and
+Colab; with no clicks (a notebook run headless) `form.value` is just the config it was made from.
 
 This file is the form itself; the widgets of each row are in `form_editors.py` (scalars, text, sequences, JSON,
 Optional) and `form_nested.py` (sub-forms of nested configs, the annotation -> editor dispatch, `FieldRow`).
@@ -23,12 +25,14 @@ from typing import Any, Callable, Union, get_args, get_origin
 import ipywidgets as W
 from pydantic import ValidationError
 
-from ..config.base import XConfig, _dump, _qualname
+from ..config.base import XConfig, _dump, _qualname, is_compat_field
 from .form_editors import _MISSING, ConfigFormError, _FieldError, _OptionalEditor
 from .form_nested import (FieldRow, _ChoiceEditor, _ConfigListEditor, _is_config_class, _make_editor, _NestedEditor,
                           _try_default, _unwrap)
 
 __all__ = ["ConfigForm", "ConfigFormError", "config_form"]
+
+COMPAT_TITLE = "XTuner compatibility"
 
 
 def config_form(cfg_or_class: XConfig | type[XConfig], *, presets: dict[str, type] | None = None,
@@ -148,6 +152,7 @@ class ConfigForm:
         self.cls = cls
         self.title.value = f"<b>{html.escape(cls.__name__)}</b>" if not self._path else ""
         self.rows: dict[str, FieldRow] = {}
+        compat: list[str] = []
         for name, info in cls.model_fields.items():
             if start is not None:
                 value = getattr(start, name)
@@ -156,11 +161,19 @@ class ConfigForm:
             else:
                 value = _MISSING
             path = f"{self._path}.{name}" if self._path else name
-            editor = _make_editor(info.annotation, value, path, required=info.is_required())
+            editor = _make_editor(info.annotation, value, path, required=info.is_required(), sub_form=_sub_form)
             row = FieldRow(name, path, editor, _description(cls, name))
             editor.observe(self._changed)
             self.rows[name] = row
-        self.body.children = [r.widget for r in self.rows.values()]
+            if is_compat_field(info):
+                compat.append(name)
+        # XTuner's fields that do nothing here: folded away below the real ones, still part of the config
+        self.compat_section = W.Accordion(
+            children=[W.VBox([self.rows[n].widget for n in compat])], selected_index=None,
+            titles=(f"{COMPAT_TITLE} ({len(compat)} field{'s' * (len(compat) != 1)} that do nothing here)",)
+        ) if compat else None
+        real = [row.widget for name, row in self.rows.items() if name not in compat]
+        self.body.children = real + ([self.compat_section] if compat else [])
         if self._retitle:
             self._retitle()
 
@@ -341,6 +354,11 @@ class ConfigForm:
 
 
 # ---- helpers -------------------------------------------------------------------------------------------------
+def _sub_form(start: XConfig | type[XConfig], path: str) -> ConfigForm:
+    """The form of a nested config (the factory `form_nested`'s editors call: that module never imports this one)."""
+    return ConfigForm(start, _path=path, show_code=False)
+
+
 def _description(cls: type[XConfig], name: str) -> str:
     # a preset subclass re-declares `num_hidden_layers: int = 28` and so drops the base class's description
     for klass in cls.__mro__:

@@ -41,7 +41,7 @@ def build_tokenizer(cfg: TrainerConfig, logger: logging.Logger):
     """The tokenizer of `tokenizer_path` (None: a toy UTF-8 byte tokenizer). Code shipped in the folder runs only
     with `trust_remote_code=True`, as in transformers."""
     if cfg.tokenizer_path is None:
-        from .toy_tokenizer import UTF8ByteTokenizer
+        from ..datasets.toy_tokenizer import UTF8ByteTokenizer
 
         logger.info("Using toy tokenizer (UTF-8 bytes): tokenizer_path is None")
         return UTF8ByteTokenizer()

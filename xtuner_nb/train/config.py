@@ -8,7 +8,8 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from ..config import AdamWConfig, FSDPConfig, LRConfig, MuonConfig, XConfig
-from ..config.base import refused_unless_default
+from ..config.base import compat_field, refused_unless_default
+from ..config.optim import refuse_unimplemented_optimizer
 from ..datasets import DataloaderConfig
 from ..loss import BaseLossConfig, CELossConfig
 from ..loss.config import loss_cfg_from_dump
@@ -109,26 +110,14 @@ class TrainerConfig(XConfig):
     default_hooks: list[str] | None = Field(
         None, description="Hooks the Trainer adds itself, by name (entry-point group xtuner_nb.hooks): None = "
                           "['curves_png'] plus 'dashboard' in a Jupyter kernel; [] = none.")
-    # ---- the rest of XTuner's TrainerConfig ----
-    sp_size: int = refused_unless_default(
-        1, "sequence parallelism (one sequence split over GPUs) is not implemented; lower "
-           "dataloader_cfg.pack_max_length, keep fsdp_cfg.recompute_ratio=1.0 or use CELossConfig(mode='chunk')")
     resume_cfg: ResumeConfig | None = Field(
         None, description="Deprecated in XTuner: mapped onto auto_resume and load_checkpoint_cfg.")
-    async_hf_export: bool = Field(False, description="Accepted; HF exports are written synchronously here (the step "
-                                                     "after an export waits for it).")
-    skip_checkpoint_validation: bool = Field(False, description="Accepted for XTuner compatibility (a DCP planner "
-                                                                "shortcut for > 512 ranks); no effect.")
-    patch_for_dcp_finish: bool = Field(False, description="Accepted for XTuner compatibility (a torch 2.7 DCP "
-                                                          "patch); no effect.")
     async_checkpoint: bool = Field(False, description="Write checkpoint weights with torch DCP async_save while "
                                                       "training goes on; a checkpoint counts once its weights are "
                                                       "on disk (train_state.json is written last).")
     snapshot_interval: int | None = Field(
         None, ge=1, description="Also save a snapshot every N steps (checkpoints/snapshot-step-N, only the newest "
                                 "kept); auto_resume continues from the newest checkpoint or snapshot.")
-    check_health_interval: int | None = refused_unless_default(
-        None, "XTuner's GPU health check (a collective matmul test) is not implemented")
     profile_step: list[int] | int | None = Field(
         None, description="Steps (1-based) to profile with torch.profiler: a Chrome trace in "
                           "<exp_dir>/profiling_time/step-N (profile_time) and a memory snapshot in "
@@ -136,31 +125,48 @@ class TrainerConfig(XConfig):
     profile_time: bool = Field(True, description="With profile_step: write a torch.profiler Chrome trace.")
     profile_memory: bool = Field(False, description="With profile_step: write a memory snapshot (CUDA allocator "
                                                     "history; on CPU the profiler's memory timeline).")
-    intra_layer_micro_batch: int = refused_unless_default(
-        1, "XTuner splits a micro batch inside a layer to overlap MoE communication; dense models here: use "
-           "global_batch_size")
     debug: bool = Field(False, description="Log DEBUG lines on the console too (XTuner's debug mode).")
-    prober_list: list[str] = refused_unless_default(
-        [], "XTuner's numeric probers are not implemented; use hooks (HooksConfig.after_train_step)",
-        default_factory=list)
     grad_norm_dtype: str = Field("float32", description="Dtype of the gradient-norm accumulation: float32 or "
                                                         "float64 (torch.float32 / torch.float64 accepted).")
     hooks_config: HooksConfig = Field(default_factory=HooksConfig,
                                       description="XTuner's hooks: callables after a train step and after saves.")
+    # ---- XTuner's fields that do nothing here (compat_field, refused_unless_default): after the real ones ----
+    sp_size: int = refused_unless_default(
+        1, "sequence parallelism (one sequence split over GPUs) is not implemented; lower "
+           "dataloader_cfg.pack_max_length, keep fsdp_cfg.recompute_ratio=1.0 or use CELossConfig(mode='chunk')")
+    async_hf_export: bool = compat_field(
+        False, "HF exports are written synchronously here (the step after an export waits for it)")
+    skip_checkpoint_validation: bool = compat_field(
+        False, "XTuner's DCP planner shortcut for more than 512 ranks; no effect here")
+    patch_for_dcp_finish: bool = compat_field(False, "XTuner's patch of torch 2.7's DCP; no effect here")
+    check_health_interval: int | None = refused_unless_default(
+        None, "XTuner's GPU health check (a collective matmul test) is not implemented")
+    intra_layer_micro_batch: int = refused_unless_default(
+        1, "XTuner splits a micro batch inside a layer to overlap MoE communication; dense models here: use "
+           "global_batch_size")
+    prober_list: list[str] = refused_unless_default(
+        [], "XTuner's numeric probers are not implemented; use hooks (HooksConfig.after_train_step)",
+        default_factory=list)
     internal_metrics_cfg: Any = refused_unless_default(
         None, "XTuner's internal model metrics (per-layer statistics) are not implemented; use hooks")
 
+    @staticmethod
+    def with_field_names(fields: dict[str, Any]) -> dict[str, Any]:
+        """`fields` with XTuner's Trainer argument names turned into this config's field names: `Trainer(backend=)`
+        is TrainerConfig's `dist_backend` (the one place that knows it). Both given and different: ValueError."""
+        if "backend" not in fields:
+            return fields
+        fields = dict(fields)
+        backend = fields.pop("backend")
+        if fields.get("dist_backend") not in (None, backend):
+            raise ValueError(f"backend={backend!r} and dist_backend={fields['dist_backend']!r} disagree")
+        fields["dist_backend"] = backend
+        return fields
+
     @model_validator(mode="before")
     @classmethod
-    def _backend_alias(cls, data):
-        """XTuner's Trainer takes `backend=`; its TrainerConfig names the same thing `dist_backend`."""
-        if isinstance(data, dict) and "backend" in data:
-            data = dict(data)
-            backend = data.pop("backend")
-            if data.get("dist_backend") not in (None, backend):
-                raise ValueError(f"backend={backend!r} and dist_backend={data['dist_backend']!r} disagree")
-            data["dist_backend"] = backend
-        return data
+    def _xtuner_argument_names(cls, data):
+        return cls.with_field_names(data) if isinstance(data, dict) else data
 
     @field_validator("loss_cfg", mode="before")
     @classmethod
@@ -182,11 +188,8 @@ class TrainerConfig(XConfig):
 
     @field_validator("optim_cfg")
     @classmethod
-    def _no_muon(cls, v):
-        if isinstance(v, MuonConfig):
-            raise ValueError("MuonConfig is not supported by xtuner_nb: XTuner's Muon (Newton-Schulz updates for "
-                             "matrices, AdamW for the rest) is not implemented; use AdamWConfig")
-        return v
+    def _implemented_optimizer(cls, v):
+        return refuse_unimplemented_optimizer(v)
 
     @model_validator(mode="after")
     def _apply_resume_cfg(self):

@@ -152,7 +152,8 @@ def render_prompt(tokenizer, template: str | None, prompt: str, system: str | No
     generation prompt. None (pretraining data): the raw prompt text.
     """
     from ..datasets.messages import Conversation, Message
-    from ..datasets.templates import CHAT_TEMPLATE_MAP, HF_TEMPLATE
+    from ..datasets.chat_template_jinja import HF_TEMPLATE
+    from ..datasets.chat_template_named import CHAT_TEMPLATE_MAP
     from ..datasets.tokenize_fn import encode_texts
 
     if template is None:
@@ -168,7 +169,7 @@ def render_prompt(tokenizer, template: str | None, prompt: str, system: str | No
 
 def stop_sequences(tokenizer, template: str | None) -> list[list[int]]:
     """Token sequences that end an answer: the tokenizer's EOS and the template's stop words."""
-    from ..datasets.templates import CHAT_TEMPLATE_MAP
+    from ..datasets.chat_template_named import CHAT_TEMPLATE_MAP
     from ..datasets.tokenize_fn import encode_texts
 
     seqs: list[list[int]] = []

@@ -1,4 +1,6 @@
-"""Chat templates as XTuner v1 renders them (`HybridChatTemplate` + `ChatMessages.tokenize`, reference §4.2).
+"""XTuner's named chat templates (`chat_template="qwen3"`, ...): `HybridChatTemplate` and `CHAT_TEMPLATE_MAP`,
+rendered as XTuner v1 renders them (`HybridChatTemplate` + `ChatMessages.tokenize`). The tokenizer's own Jinja
+template (`chat_template="hf"`) is `chat_template_jinja.py`.
 
 A conversation becomes a list of `(text, trained)` segments, one per message plus the separator after every
 assistant turn. Each segment is encoded on its own (never the whole string at once), which is what makes the
@@ -160,5 +162,3 @@ CHAT_TEMPLATE_MAP: dict[str, HybridChatTemplate] = {
         sep="",
     ),
 }
-
-HF_TEMPLATE = "hf"  # render with the tokenizer's own `chat_template` (see hf_template.py)

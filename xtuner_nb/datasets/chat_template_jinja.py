@@ -22,6 +22,7 @@ from typing import Any
 
 from .messages import Conversation, Message
 
+HF_TEMPLATE = "hf"  # the `chat_template` name that selects this rendering (the others are CHAT_TEMPLATE_MAP's)
 _GENERATION_TAG = re.compile(r"\{%-?\s*generation\s*-?%\}")
 _STAND_INS = ("\u00a7", "\u00a4", "\u00b6")  # "§¤¶": one differs from the first and last character of any turn
 
