@@ -22,7 +22,8 @@ SAYS_NO_EFFECT = re.compile(r"no effect|accepted for xtuner compatibility", re.I
 def config_classes() -> list[type[XConfig]]:
     """Every XConfig subclass defined in xtuner_nb (every module imported first, so none is missed)."""
     for module in pkgutil.walk_packages(xtuner_nb.__path__, "xtuner_nb."):
-        importlib.import_module(module.name)
+        if not module.name.endswith(".__main__"):  # `python -m` entry points run when imported
+            importlib.import_module(module.name)
     found, todo = set(), [XConfig]
     while todo:
         for sub in todo.pop().__subclasses__():

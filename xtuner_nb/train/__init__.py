@@ -11,7 +11,7 @@ __all__ = ["Trainer", "TrainerConfig", "LoadCheckpointConfig", "ResumeConfig", "
            "Hook", "Control", "TrainState"]
 
 _LAZY = {"Trainer": ".trainer", "TrainerConfig": ".config", "LoadCheckpointConfig": ".config",
-         "ResumeConfig": ".config", "HooksConfig": ".xtuner_hooks", "UTF8ByteTokenizer": ".toy_tokenizer"}
+         "ResumeConfig": ".config", "HooksConfig": ".config", "UTF8ByteTokenizer": ".toy_tokenizer"}
 
 
 def __getattr__(name: str):

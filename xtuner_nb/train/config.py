@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -14,7 +14,6 @@ from ..datasets import DataloaderConfig
 from ..loss import BaseLossConfig, CELossConfig
 from ..loss.config import loss_cfg_from_dump
 from ..model import LoRAConfig, Qwen3DenseConfig, TransformerConfig
-from .xtuner_hooks import HooksConfig
 
 
 class LoadCheckpointConfig(XConfig):
@@ -45,6 +44,43 @@ class EvalPrompt(XConfig):
     prompt: str = Field(description="The user message, answered greedily through the data's chat template.")
     expected: str | None = Field(None, description="The right answer (None: the answer is logged, not scored).")
     system: str | None = Field(None, description="An optional system message before the prompt.")
+
+
+STAGES = ("after_save_dcp", "after_save_hf", "after_save_snapshot", "after_train_step")
+
+
+class HooksConfig(XConfig):
+    """XTuner's hooks: plain callables run after a train step and after each kind of save, with XTuner's keyword
+    signatures, on every rank (`hooks/xtuner.py` runs them):
+
+        def after_train_step(train_step_info, step, epoch, total_step, total_epoch): ...
+        def after_save_dcp(checkpoint, step, epoch, total_step, total_epoch): ...   # also after_save_hf/_snapshot
+
+    A hook object with `connect_trainer(trainer)` gets the Trainer once before the first step; `train_step_info`
+    is the step's metrics row (loss, lr, grad_norm, ...), given after the optimizer step (XTuner calls it between
+    backward and the optimizer step)."""
+
+    after_save_dcp: list[Callable] | None = Field(None, description="Called after each checkpoint is saved.")
+    after_save_hf: list[Callable] | None = Field(None, description="Called after each HF export.")
+    after_save_snapshot: list[Callable] | None = Field(None, description="Called after each snapshot.")
+    after_train_step: list[Callable] | None = Field(None, description="Called after each train step.")
+
+    @field_validator(*STAGES, mode="before")
+    @classmethod
+    def _as_list(cls, v: Any):
+        if v is None:
+            return None
+        hooks = list(v) if isinstance(v, (list, tuple)) else [v]
+        for h in hooks:
+            if isinstance(h, str):  # what XTuner (and this project) dump: hook names
+                raise ValueError(f"hook {h!r} is a name from a dumped config; hooks are code: pass the callable")
+        return hooks or None
+
+    def get_hooks(self, stage: str) -> list[Callable]:
+        return list(getattr(self, str(stage)) or [])
+
+    def all_hooks(self) -> list[Callable]:
+        return [h for stage in STAGES for h in self.get_hooks(stage)]
 
 
 class TrainerConfig(XConfig):
@@ -162,6 +198,18 @@ class TrainerConfig(XConfig):
             raise ValueError(f"backend={backend!r} and dist_backend={fields['dist_backend']!r} disagree")
         fields["dist_backend"] = backend
         return fields
+
+    def with_overrides(self, fields: dict[str, Any]) -> "TrainerConfig":
+        """This config with `fields` changed, validated: `Trainer(trainer_cfg=cfg, total_step=3)`. A name that is
+        not a field (nor XTuner's Trainer argument `backend`) is an error, never silently ignored."""
+        fields = self.with_field_names(fields)
+        unknown = sorted(set(fields) - set(type(self).model_fields))
+        if unknown:
+            raise TypeError(f"Trainer(trainer_cfg=..., {', '.join(f'{k}=...' for k in unknown)}): not TrainerConfig "
+                            f"field(s); the fields are {sorted(type(self).model_fields)}")
+        if not fields:
+            return self
+        return type(self)(**{**{k: getattr(self, k) for k in self.model_fields_set}, **fields})
 
     @model_validator(mode="before")
     @classmethod

@@ -26,7 +26,7 @@ from ..config import FSDPConfig
 from . import build, memory
 from .checkpoint import folder, run_dir
 from .checkpoint.export import write_gguf, write_hf_export
-from .config import LoadCheckpointConfig, ResumeConfig, TrainerConfig
+from .config import HooksConfig, LoadCheckpointConfig, ResumeConfig, TrainerConfig
 from .distributed import (DistInfo, all_reduce_max, any_rank, describe_node, init_distributed,
                           teardown_distributed)
 from .evaluate import build_evaluator
@@ -38,7 +38,6 @@ from .metrics import step_metrics
 from .parallel import refuse_unplaceable
 from .precision import make_grad_scaler, precision_for_run
 from .step import clip_and_step, forward_backward
-from .xtuner_hooks import HooksConfig
 
 __all__ = ["Trainer", "TrainerConfig", "LoadCheckpointConfig", "ResumeConfig", "HooksConfig"]  # XTuner's module
 
@@ -46,7 +45,7 @@ __all__ = ["Trainer", "TrainerConfig", "LoadCheckpointConfig", "ResumeConfig", "
 class Trainer:
     def __init__(self, *, hooks: list[Hook] | None = None, trainer_cfg: TrainerConfig | None = None,
                  show_dashboard: bool = True, **fields: Any):
-        self.config = cfg = config_with_overrides(trainer_cfg, fields)
+        self.config = cfg = trainer_cfg.with_overrides(fields) if trainer_cfg is not None else TrainerConfig(**fields)
         self.show_dashboard = show_dashboard
         self.running_async = False
         self.model_cfg, self.fsdp_cfg = cfg.model_cfg, cfg.fsdp_cfg or FSDPConfig()
@@ -401,23 +400,6 @@ class Trainer:
             self._data_iter = iter(self.loader)
         self.rows = read_tracker(self.log_dir / "exp_tracking" / "rank0" / "tracker.jsonl", self.cur_step)
         self.logger.info(f"resumed from {path} at step {self.cur_step} (epoch {self.cur_epoch})")
-
-
-def config_with_overrides(cfg: TrainerConfig | None, fields: dict[str, Any]) -> TrainerConfig:
-    """`Trainer(model_cfg=..., ...)` builds the config from the fields; `Trainer(trainer_cfg=cfg, total_step=3)`
-    applies the fields as overrides of `cfg` (validated; an unknown name is an error, never silently ignored)."""
-    if cfg is None:
-        return TrainerConfig(**fields)
-    if "backend" in fields:  # XTuner's Trainer argument for TrainerConfig.dist_backend
-        fields = dict(fields)
-        fields["dist_backend"] = fields.pop("backend")
-    unknown = sorted(set(fields) - set(type(cfg).model_fields))
-    if unknown:
-        raise TypeError(f"Trainer(trainer_cfg=..., {', '.join(f'{k}=...' for k in unknown)}): not TrainerConfig "
-                        f"field(s); the fields are {sorted(type(cfg).model_fields)}")
-    if not fields:
-        return cfg
-    return type(cfg)(**{**{k: getattr(cfg, k) for k in cfg.model_fields_set}, **fields})
 
 
 def _config_json(cfg: TrainerConfig) -> str | None:

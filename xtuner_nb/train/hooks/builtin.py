@@ -21,7 +21,6 @@ from importlib.metadata import entry_points
 from typing import Any, Callable
 
 from ..logs import in_notebook_kernel
-from ..xtuner_hooks import STAGES
 from .events import Hook
 
 ENTRY_POINT_GROUP = "xtuner_nb.hooks"
@@ -41,7 +40,7 @@ def resolve_hooks(trainer: Any, given: list[Hook] | None) -> list[Hook]:
         from .tensorboard import TensorBoardHook
 
         hooks.append(TensorBoardHook(trainer.log_dir / "exp_tracking" / f"rank{trainer.dist.rank}"))
-    if any(cfg.hooks_config.get_hooks(stage) for stage in STAGES):
+    if cfg.hooks_config.all_hooks():
         from .xtuner import XTunerHooks
 
         hooks.append(XTunerHooks(trainer, cfg.hooks_config))

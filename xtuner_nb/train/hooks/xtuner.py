@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..xtuner_hooks import STAGES
 from .events import Control, Hook, SaveKind, TrainState
 
 _SAVE_STAGE = {"checkpoint": "after_save_dcp", "hf": "after_save_hf", "snapshot": "after_save_snapshot"}
@@ -24,10 +23,9 @@ class XTunerHooks(Hook):
 
     def on_fit_begin(self, state: TrainState, control: Control) -> None:
         if not self._connected:
-            for stage in STAGES:
-                for h in self.cfg.get_hooks(stage):
-                    if callable(getattr(h, "connect_trainer", None)):
-                        h.connect_trainer(self.trainer)
+            for h in self.cfg.all_hooks():
+                if callable(getattr(h, "connect_trainer", None)):
+                    h.connect_trainer(self.trainer)
             self._connected = True
 
     def on_step_end(self, state: TrainState, metrics: dict[str, Any], control: Control) -> None:
