@@ -269,8 +269,3 @@ def _report(tf: TokenizedFile, fn) -> None:
         logger.warning("%s: skipped %d bad %s(s) (skip_bad_lines=True): %ss %s. First problem: %s %d: %s",
                        tf.path, len(tf.skipped), tf.unit, tf.unit, shown, tf.unit, tf.skipped[0][0],
                        tf.skipped[0][1])
-
-
-def find_jsonl_files(anno_path: str | Path) -> list:
-    """Kept for callers of the jsonl-only name: see `sources.find_data_files`."""
-    return find_data_files(anno_path)

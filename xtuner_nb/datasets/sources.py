@@ -17,7 +17,6 @@ from typing import Any, Iterator
 from .errors import DataFormatError
 
 HF_PREFIX = "hf-dataset:"
-FILE_SUFFIXES = (".jsonl", ".json", ".parquet")
 FOLDER_SUFFIXES = (".jsonl", ".parquet")  # a folder's *.json may be metadata (LLaMA-Factory's dataset_info.json)
 _DATASETS: dict[str, Any] = {}
 
