@@ -2,7 +2,7 @@
 
 Parameter names are HF names already (the module is transformers' `Qwen3ForCausalLM`), so there is no key mapping;
 only wrapper prefixes are stripped (`hf_name`: peft's `base_model.model.` and `.base_layer`, `torch.compile`'s
-`_orig_mod.`, activation checkpointing, DDP's `module.`). Saving is `hf_save.py`, LoRA merging `lora_merge.py`.
+`_orig_mod.`, activation checkpointing, DDP's `module.`). Saving is `hf_save.py`, LoRA merging `lora.py`.
 """
 
 from __future__ import annotations
