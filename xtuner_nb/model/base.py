@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from ..config.base import XConfig, refused_unless_default
+from ..config.base import XConfig, compat_field, refused_unless_default
 from ..loss.config import BaseLossConfig, CELossConfig, loss_cfg_from_dump
 
 if TYPE_CHECKING:
@@ -33,18 +33,19 @@ class MHAConfig(XConfig):
     qkv_bias: bool = Field(False, description="Bias on q/k/v projections.")
     qk_norm: bool = Field(True, description="RMSNorm on q and k per head (Qwen3).")
     rms_norm_eps: float = Field(1e-6, gt=0, description="Epsilon of the q/k norms.")
-    rms_norm_type: Literal["default", "zero_centered"] = refused_unless_default(
-        "default", "the q/k norms are plain RMSNorm (zero-centred norms belong to other XTuner models)")
     o_bias: bool = Field(False, description="Bias on the output projection.")
     sliding_window: int | None = Field(-1, description="Window of sliding-window layers (-1/None: none); kept for "
                                                        "the HF config, packed training uses full attention.")
-    with_sink: bool = refused_unless_default(False, "attention sinks belong to GPT-OSS")
-    with_gate: bool = refused_unless_default(False, "gated attention belongs to Qwen3.5/Qwen3-Next")
     attn_impl: Literal["flash_attention", "flex_attention", "eager_attention", "varlen", "sdpa", "eager"] = Field(
         "flash_attention", description="XTuner's flash_attention / flex_attention / eager_attention, and varlen, all "
                                        "run the packed path: samples of a pack never attend to each other (flash/"
                                        "varlen kernel on CUDA, per-sample SDPA on CPU); sdpa / eager: transformers' "
                                        "own paths, for one sample per row.")
+    # ---- XTuner's fields that only take their default here ----
+    rms_norm_type: Literal["default", "zero_centered"] = refused_unless_default(
+        "default", "the q/k norms are plain RMSNorm (zero-centred norms belong to other XTuner models)")
+    with_sink: bool = refused_unless_default(False, "attention sinks belong to GPT-OSS")
+    with_gate: bool = refused_unless_default(False, "gated attention belongs to Qwen3.5/Qwen3-Next")
 
     @property
     def hf_sliding_window(self) -> int | None:
@@ -68,8 +69,9 @@ class RopeParametersConfig(XConfig):
     mscale: float | None = Field(None, description="YaRN mscale.")
     mscale_all_dim: float | None = Field(None, description="YaRN mscale_all_dim.")
     truncate: bool = Field(False, description="YaRN truncate.")
-    mrope_section: list[int] | None = refused_unless_default(None, "multimodal RoPE belongs to vision-language models")
     partial_rotary_factor: float = Field(1.0, gt=0, le=1, description="Fraction of head_dim that is rotated.")
+    # ---- XTuner's fields that only take their default here ----
+    mrope_section: list[int] | None = refused_unless_default(None, "multimodal RoPE belongs to vision-language models")
     fope_init_factor: float | None = refused_unless_default(None, "Fourier position embedding (FoPE) is not implemented")
     fope_sep_head: bool | None = refused_unless_default(None, "Fourier position embedding (FoPE) is not implemented")
     num_inv_freq: int | None = refused_unless_default(None, "Fourier position embedding (FoPE) is not implemented")
@@ -81,12 +83,15 @@ class RopeParametersConfig(XConfig):
         return out or None
 
 
+_WRITER = "a setting of XTuner's parallel HF-export writer; no effect (rank 0 writes the export here)"
+
+
 class HFSaveCfg(XConfig):
     """XTuner's HF-export options: the writer threads and ranks are XTuner's; exports here are written by rank 0."""
 
-    worker_per_rank: int = Field(16, ge=1, description="Accepted for XTuner compatibility; no effect.")
-    max_save_rank: int = Field(16, ge=1, description="Accepted for XTuner compatibility; no effect.")
-    bucket_size: int = Field(1024 ** 3 * 4, ge=1, description="Accepted for XTuner compatibility; no effect.")
+    worker_per_rank: int = compat_field(16, _WRITER, ge=1)
+    max_save_rank: int = compat_field(16, _WRITER, ge=1)
+    bucket_size: int = compat_field(1024 ** 3 * 4, _WRITER, ge=1)
     fp32_keys_pattern: list[str] | None = refused_unless_default(
         None, "HF exports are written in one dtype (bf16); no per-key fp32")
 
@@ -117,7 +122,6 @@ class TransformerConfig(XConfig):
     attention: MHAConfig = Field(default_factory=MHAConfig, description="Attention shape and implementation.")
     tie_word_embeddings: bool = Field(False, description="lm_head shares the embedding matrix.")
     initializer_range: float = Field(0.02, gt=0, description="Std of the random init (when no load_from).")
-    # ---- XTuner's TransformerConfig / XTunerBaseModelConfig fields ----
     max_window_layers: int | None = Field(None, description="HF config.json's max_window_layers (None: the number "
                                                             "of layers; sliding windows are off).")
     rope_parameters_cfg: RopeParametersConfig | None = Field(
@@ -126,17 +130,18 @@ class TransformerConfig(XConfig):
                     "given here fill rope_scaling.")
     lm_loss_cfg: BaseLossConfig = Field(
         default_factory=CELossConfig, description="The loss of the lm_head (used when TrainerConfig.loss_cfg is None).")
-    hf_save_cfg: HFSaveCfg = Field(default_factory=lambda: HFSaveCfg(), description="HF export options.")
+    # ---- XTuner's fields that have no effect here, or only take their default ----
+    hf_save_cfg: HFSaveCfg = compat_field(HFSaveCfg(), "the settings of XTuner's parallel HF-export writer; no "
+                                                       "effect (rank 0 writes the export here)")
     float8_cfg: Any = refused_unless_default(
         None, "float8 training needs XTuner's float8 kernels and an FP8 GPU (Hopper or newer); not implemented, "
               "train in bf16")
-    compile_cfg: dict[str, Any] | bool | None = Field(
-        None, description="XTuner's torch.compile options; accepted and not applied (transformers' layers run "
-                          "eagerly here).")
+    compile_cfg: dict[str, Any] | bool | None = compat_field(
+        None, "XTuner's torch.compile options; not applied (transformers' layers run eagerly here)")
     hf_key_mapping: dict[str, str] | None = refused_unless_default(
         None, "weights are loaded by their HF names (transformers' modules); no key remapping")
-    dcp_ignore_frozen_params: bool = Field(True, description="Accepted for XTuner compatibility; checkpoints hold "
-                                                             "every trained parameter (LoRA: the adapters' state).")
+    dcp_ignore_frozen_params: bool = compat_field(True, "no effect: checkpoints hold every trained parameter "
+                                                        "(LoRA: the adapters' state)")
     rms_norm_type: Literal["default", "zero_centered"] = refused_unless_default(
         "default", "these models use plain RMSNorm")
     linear_attention: Any = refused_unless_default(None, "linear attention (gated DeltaNet) belongs to Qwen3.5")
@@ -145,7 +150,8 @@ class TransformerConfig(XConfig):
                                                         "xtuner_nb.notebook.chat or eval_prompts")
     return_hidden_states: bool = refused_unless_default(False, "the training forward returns the loss only")
     use_sliding_window: bool = refused_unless_default(False, "packed training uses full attention")
-    mesh_prefix: str = Field("default", description="XTuner's device-mesh name prefix; no effect.")
+    mesh_prefix: str = compat_field("default", "the name prefix of XTuner's device meshes; no effect (one "
+                                                "data-parallel mesh here)")
 
     @field_validator("lm_loss_cfg", mode="before")
     @classmethod
