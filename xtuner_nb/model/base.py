@@ -1,14 +1,18 @@
-"""What every dense decoder config shares (XTuner v1's `TransformerConfig`), and building transformers' own module.
+"""What every dense decoder config shares (XTuner v1's `xtuner.v1.model.base`: `TransformerConfig`, `HFSaveCfg`), and
+building transformers' own module.
 
-A subclass per architecture (`Qwen3DenseConfig`, `Qwen2DenseConfig`, `LlamaDenseConfig`) names its transformers
-config/model classes and maps its own HF fields; the module is always transformers' `<Arch>ForCausalLM` (parameter
-names = HF checkpoint names, `generate()` works, peft and FSDP2 know it), with our packed attention when
-`attention.attn_impl="varlen"`. This file imports only pydantic; torch and transformers load on first use.
+A subclass per architecture (`model/dense/`: `Qwen3DenseConfig`, `Qwen2DenseConfig`, `LlamaDenseConfig`) names its
+transformers config/model classes and maps its own HF fields; the module is always transformers' `<Arch>ForCausalLM`
+(parameter names = HF checkpoint names, `generate()` works, peft and FSDP2 know it), with our packed attention when
+`attention.attn_impl="varlen"`. Its attention and RoPE configs are at XTuner's paths (`xtuner_nb.module.attention.mha`,
+`xtuner_nb.module.rope.rope`). XTuner's fields that have no effect here come after the real ones (`compat_field`,
+`refused_unless_default`). This file imports only pydantic; torch and transformers load on first use.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -16,6 +20,8 @@ from pydantic import Field, field_validator, model_validator
 
 from ..config.base import XConfig, compat_field, refused_unless_default
 from ..loss.config import BaseLossConfig, CELossConfig, loss_cfg_from_dump
+from ..module.attention.mha import MHAConfig
+from ..module.rope.rope import RopeParametersConfig
 
 if TYPE_CHECKING:
     import torch
@@ -23,64 +29,6 @@ if TYPE_CHECKING:
 
 # every linear layer of a Llama-family decoder layer (attention, then MLP); lm_head and the embedding are left out
 DECODER_LINEAR_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-
-
-class MHAConfig(XConfig):
-    num_attention_heads: int = Field(32, ge=1, description="Query heads.")
-    num_key_value_heads: int = Field(8, ge=1, description="Key/value heads (GQA when fewer than query heads).")
-    head_dim: int = Field(128, ge=1, description="Width of one head.")
-    dropout: float = Field(0.0, ge=0, le=1, description="Attention dropout.")
-    qkv_bias: bool = Field(False, description="Bias on q/k/v projections.")
-    qk_norm: bool = Field(True, description="RMSNorm on q and k per head (Qwen3).")
-    rms_norm_eps: float = Field(1e-6, gt=0, description="Epsilon of the q/k norms.")
-    o_bias: bool = Field(False, description="Bias on the output projection.")
-    sliding_window: int | None = Field(-1, description="Window of sliding-window layers (-1/None: none); kept for "
-                                                       "the HF config, packed training uses full attention.")
-    attn_impl: Literal["flash_attention", "flex_attention", "eager_attention", "varlen", "sdpa", "eager"] = Field(
-        "flash_attention", description="XTuner's flash_attention / flex_attention / eager_attention, and varlen, all "
-                                       "run the packed path: samples of a pack never attend to each other (flash/"
-                                       "varlen kernel on CUDA, per-sample SDPA on CPU); sdpa / eager: transformers' "
-                                       "own paths, for one sample per row.")
-    # ---- XTuner's fields that only take their default here ----
-    rms_norm_type: Literal["default", "zero_centered"] = refused_unless_default(
-        "default", "the q/k norms are plain RMSNorm (zero-centred norms belong to other XTuner models)")
-    with_sink: bool = refused_unless_default(False, "attention sinks belong to GPT-OSS")
-    with_gate: bool = refused_unless_default(False, "gated attention belongs to Qwen3.5/Qwen3-Next")
-
-    @property
-    def hf_sliding_window(self) -> int | None:
-        return None if self.sliding_window in (None, -1) else self.sliding_window
-
-
-class RopeParametersConfig(XConfig):
-    """XTuner's RoPE parameters; rope_theta follows TransformerConfig.rope_theta, scaling goes to rope_scaling."""
-
-    rope_theta: float = Field(10000.0, gt=0, description="RoPE base frequency.")
-    rope_type: Literal["default", "linear", "dynamic", "yarn", "longrope", "llama3"] = Field(
-        "default", description="transformers' RoPE type (qwen3_vl's multimodal RoPE is not supported).")
-    original_max_position_embeddings: int | None = Field(None, description="Scaling: pre-extension context.")
-    factor: float | None = Field(None, description="Scaling factor.")
-    beta_fast: float | None = Field(None, description="YaRN beta_fast.")
-    beta_slow: float | None = Field(None, description="YaRN beta_slow.")
-    short_factor: list[float] | None = Field(None, description="LongRoPE short factors.")
-    long_factor: list[float] | None = Field(None, description="LongRoPE long factors.")
-    low_freq_factor: float | None = Field(None, description="Llama3 low_freq_factor.")
-    high_freq_factor: float | None = Field(None, description="Llama3 high_freq_factor.")
-    mscale: float | None = Field(None, description="YaRN mscale.")
-    mscale_all_dim: float | None = Field(None, description="YaRN mscale_all_dim.")
-    truncate: bool = Field(False, description="YaRN truncate.")
-    partial_rotary_factor: float = Field(1.0, gt=0, le=1, description="Fraction of head_dim that is rotated.")
-    # ---- XTuner's fields that only take their default here ----
-    mrope_section: list[int] | None = refused_unless_default(None, "multimodal RoPE belongs to vision-language models")
-    fope_init_factor: float | None = refused_unless_default(None, "Fourier position embedding (FoPE) is not implemented")
-    fope_sep_head: bool | None = refused_unless_default(None, "Fourier position embedding (FoPE) is not implemented")
-    num_inv_freq: int | None = refused_unless_default(None, "Fourier position embedding (FoPE) is not implemented")
-
-    def scaling(self) -> dict[str, Any] | None:
-        """The fields besides rope_theta that differ from the defaults (transformers' rope_parameters)."""
-        defaults = RopeParametersConfig().model_dump()
-        out = {k: v for k, v in self.model_dump().items() if k != "rope_theta" and v != defaults[k]}
-        return out or None
 
 
 _WRITER = "a setting of XTuner's parallel HF-export writer; no effect (rank 0 writes the export here)"
@@ -226,19 +174,21 @@ class TransformerConfig(XConfig):
 
     @classmethod
     def from_hf(cls, path: str | Path, **overrides: Any) -> "TransformerConfig":
-        """Read `config.json` of an HF folder (or a hub id, see `resolve_pretrained`) of this architecture.
+        """Read `config.json` of an HF folder (or a hub id, see `hub.resolve_pretrained`) of this architecture.
 
         Called on `TransformerConfig` itself it picks the class from `model_type` (= `model_config_from_hf`).
         """
+        from .hub import resolve_pretrained
+
+        folder = resolve_pretrained(path, config_only=True)
+        if cls.model_type is None:
+            config_json = folder / "config.json"
+            if not config_json.is_file():
+                raise FileNotFoundError(f"{folder}: no config.json (expected a Hugging Face model folder)")
+            model_type = json.loads(config_json.read_text()).get("model_type")
+            return config_class_for(model_type, str(config_json)).from_hf(folder, **overrides)
         from transformers import AutoConfig
 
-        from .pretrained import resolve_pretrained
-
-        if cls.model_type is None:
-            from .config import model_config_from_hf
-
-            return model_config_from_hf(path, **overrides)
-        folder = resolve_pretrained(path, config_only=True)
         return cls.from_hf_config(AutoConfig.from_pretrained(str(folder)), where=f"{folder}/config.json",
                                   **overrides)
 
@@ -319,6 +269,30 @@ class TransformerConfig(XConfig):
         if self.model_type is None:
             raise TypeError("TransformerConfig is the shared base; use an architecture's config (Qwen3DenseConfig, "
                             "Qwen2DenseConfig, LlamaDenseConfig) or model_config_from_hf(path)")
+
+
+def architectures() -> dict[str, type[TransformerConfig]]:
+    """config.json's model_type -> its config class: the direct subclasses of TransformerConfig that name one.
+
+    These are the architectures of `model/dense/`, which `xtuner_nb.model` imports (Qwen3, Qwen2, Llama, in that
+    order) before any of its modules runs. They are found rather than listed because they import this module.
+    """
+    found: dict[str, type[TransformerConfig]] = {}
+    for sub in TransformerConfig.__subclasses__():
+        if sub.model_type is not None:
+            found.setdefault(sub.model_type, sub)
+    return found
+
+
+def config_class_for(model_type: str, where: str = "config.json") -> type[TransformerConfig]:
+    """Our config class for an HF `model_type`; a clear error listing what is supported otherwise."""
+    known = architectures()
+    try:
+        return known[model_type]
+    except KeyError:
+        supported = ", ".join(f"{t!r} ({c.__name__})" for t, c in known.items())
+        raise ValueError(f"{where}: model_type {model_type!r} is not supported; supported dense architectures: "
+                         f"{supported}") from None
 
 
 class TinyShape(TransformerConfig):

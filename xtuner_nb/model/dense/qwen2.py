@@ -1,5 +1,5 @@
-"""Qwen2 / Qwen2.5 dense configs with XTuner v1's names (`Qwen2DenseConfig`, `Qwen2Dense7BConfig`):
-transformers' `Qwen2ForCausalLM`, presets from the published Qwen2.5 HF `config.json`s.
+"""XTuner v1's `xtuner.v1.model.dense.qwen2`: Qwen2 / Qwen2.5 dense configs (`Qwen2DenseConfig`, `Qwen2Dense7BConfig`),
+transformers' `Qwen2ForCausalLM`, presets from the published Qwen2.5 HF `config.json`s (named in `model/registry.py`).
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
-from .base import MHAConfig, TinyShape, TransformerConfig, mha
+from ..base import MHAConfig, TinyShape, TransformerConfig, mha
 
 if TYPE_CHECKING:
     from transformers import PretrainedConfig
@@ -78,14 +78,6 @@ class Qwen2Dense1P5BConfig(Qwen2DenseConfig):
 # rope_theta=10000; the published checkpoints use 1e6)
 class Qwen2Dense7BConfig(Qwen2DenseConfig):
     vocab_size: int = 152064
-
-
-QWEN2_PRESETS: dict[str, type[Qwen2DenseConfig]] = {
-    "qwen2-tiny": Qwen2DenseTinyConfig,
-    "qwen2.5-0.5B": Qwen2Dense0P5BConfig,
-    "qwen2.5-1.5B": Qwen2Dense1P5BConfig,
-    "qwen2.5-7B": Qwen2Dense7BConfig,
-}
 
 
 def _window(value: int | None) -> int:
