@@ -79,6 +79,9 @@ class TransformerConfig(XConfig):
     lm_loss_cfg: BaseLossConfig = Field(
         default_factory=CELossConfig, description="The loss of the lm_head (used when TrainerConfig.loss_cfg is None).")
     # ---- XTuner's fields that have no effect here, or only take their default ----
+    # mlp_bias first: LlamaDenseConfig makes it a real field, which keeps this position (pydantic orders a field where
+    # the base declares it), so it must come right after the real fields
+    mlp_bias: bool = refused_unless_default(False, "this architecture's MLP has no bias")
     hf_save_cfg: HFSaveCfg = compat_field(HFSaveCfg(), "the settings of XTuner's parallel HF-export writer; no "
                                                        "effect (rank 0 writes the export here)")
     float8_cfg: Any = refused_unless_default(
@@ -93,7 +96,6 @@ class TransformerConfig(XConfig):
     rms_norm_type: Literal["default", "zero_centered"] = refused_unless_default(
         "default", "these models use plain RMSNorm")
     linear_attention: Any = refused_unless_default(None, "linear attention (gated DeltaNet) belongs to Qwen3.5")
-    mlp_bias: bool = refused_unless_default(False, "this architecture's MLP has no bias")
     generate_config: Any = refused_unless_default(None, "XTuner's GenerateConfig is for RL rollouts; use "
                                                         "xtuner_nb.notebook.chat or eval_prompts")
     return_hidden_states: bool = refused_unless_default(False, "the training forward returns the loss only")

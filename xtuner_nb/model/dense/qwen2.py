@@ -6,8 +6,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from pydantic import Field
-
 from ..base import MHAConfig, TinyShape, TransformerConfig, mha
 
 if TYPE_CHECKING:
@@ -28,8 +26,6 @@ class Qwen2DenseConfig(TransformerConfig):
     hidden_size: int = 3584
     intermediate_size: int = 18944
     attention: MHAConfig = mha(28, kv=4, head_dim=128, qk_norm=False, qkv_bias=True)
-    use_sliding_window: bool = Field(False, description="Qwen2's sliding-window layers (not supported: packed "
-                                                        "training attends over the whole sample).")
 
     def _hf_fields(self) -> dict[str, Any]:
         return dict(use_sliding_window=self.use_sliding_window, sliding_window=self.attention.hf_sliding_window,
@@ -46,9 +42,6 @@ class Qwen2DenseConfig(TransformerConfig):
         if a.qk_norm or not a.qkv_bias or a.o_bias:
             raise ValueError(f"attention qk_norm={a.qk_norm}, qkv_bias={a.qkv_bias}, o_bias={a.o_bias}: "
                              "transformers' Qwen2 has no q/k norm, bias on q/k/v and none on o_proj")
-        if self.use_sliding_window:
-            raise ValueError("use_sliding_window=True: packed training uses full attention in every layer; "
-                             "Qwen2.5 checkpoints ship with use_sliding_window=false")
         super()._check_representable()
 
 
