@@ -297,10 +297,13 @@ def config_class_for(model_type: str, where: str = "config.json") -> type[Transf
                          f"{supported}") from None
 
 
-class TinyShape(TransformerConfig):
+class TinyShape(XConfig):
     """The tiny shape of tests and the CPU tutorials (about 1 M parameters with the demo tokenizer's 2048 vocab), mixed
     into each architecture's tiny preset: `class LlamaDenseTinyConfig(TinyShape, LlamaDenseConfig)`. Token ids match
-    the tokenizer written by `xtuner_nb.model.make_tiny_checkpoint`; the attention shape is set per architecture."""
+    the tokenizer written by `xtuner_nb.model.make_tiny_checkpoint`; the attention shape is set per architecture.
+
+    It holds only these values: a field it does not name comes from the architecture (e.g. Llama's real `mlp_bias`),
+    since pydantic takes an inherited field from the first base that has it."""
 
     vocab_size: int = 2048
     max_position_embeddings: int = 4096
@@ -312,6 +315,7 @@ class TinyShape(TransformerConfig):
     rope_theta: float = 10000.0
     rope_parameters_cfg: RopeParametersConfig | None = Field(default_factory=lambda: RopeParametersConfig())
     tie_word_embeddings: bool = True
+    rms_norm_eps: float = TransformerConfig.model_fields["rms_norm_eps"]  # 1e-6 in every tiny preset, Llama's too
 
 
 def mha(heads: int, kv: int = 8, head_dim: int = 128, **more: Any) -> Any:

@@ -58,8 +58,6 @@ _LLAMA3_ROPE = {"rope_type": "llama3", "factor": 32.0, "low_freq_factor": 1.0, "
 # Tiny Llama for tests and CPU tutorials (see base.TinyShape)
 class LlamaDenseTinyConfig(TinyShape, LlamaDenseConfig):
     attention: MHAConfig = mha(4, kv=2, head_dim=32, qk_norm=False)
-    # TinyShape comes first in the MRO and carries TransformerConfig's refused `mlp_bias`: take Llama's back
-    mlp_bias: bool = LlamaDenseConfig.model_fields["mlp_bias"]
 
 
 # https://huggingface.co/HuggingFaceTB/SmolLM2-135M-Instruct/blob/main/config.json
