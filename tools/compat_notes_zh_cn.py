@@ -91,6 +91,14 @@ NOTES_ZH_CN: dict[str, str] = {
     "no effect: empty samples carry no tokens and are always dropped (and counted)":
         "无作用：空样本没有 token，总会被丢弃（并计数）",
     "no effect: packing runs in-process": "无作用：pack 在进程内完成",
+    "XTuner's torch.compile options; not applied (transformers' layers run eagerly here)":
+        "XTuner 的 torch.compile 选项；不应用（这里 transformers 的层以 eager 模式运行）",
+    "a setting of XTuner's parallel HF-export writer; no effect (rank 0 writes the export here)":
+        "XTuner 并行 HF 导出写入器的一项设置；无作用（这里由 rank 0 写出导出）",
+    "the settings of XTuner's parallel HF-export writer; no effect (rank 0 writes the export here)":
+        "XTuner 并行 HF 导出写入器的设置；无作用（这里由 rank 0 写出导出）",
+    "no effect: checkpoints hold every trained parameter (LoRA: the adapters' state)":
+        "无作用：检查点保存每个训练的参数（LoRA：适配器的状态）",
     # reasons of refused fields (the fields' refused_unless_default), after "only XTuner's default; "
     "Fourier position embedding (FoPE) is not implemented": "未实现傅里叶位置编码（FoPE）",
     "HF exports are written in one dtype (bf16); no per-key fp32": "HF 导出只用一种 dtype（bf16）；不能按键名保留 fp32",

@@ -155,9 +155,9 @@ def test_shape_errors_are_clear():
     hidden, weight = leaves(8)
     w = torch.ones(8)
     with pytest.raises(ValueError, match="hidden has 8 tokens but shifted_labels has 7"):
-        lm_loss(hidden, weight, torch.zeros(1, 7, dtype=torch.long), w, 8.0)
+        lm_loss(hidden, weight, torch.zeros(1, 7, dtype=torch.long), w, 8.0, CELossConfig())
     with pytest.raises(ValueError, match=r"lm_head_weight must be \[vocab, 24\]"):
-        lm_loss(hidden, weight[:, :5], torch.zeros(1, 8, dtype=torch.long), w, 8.0)
+        lm_loss(hidden, weight[:, :5], torch.zeros(1, 8, dtype=torch.long), w, 8.0, CELossConfig())
 
 
 @pytest.mark.parametrize("mode", ["eager", "chunk"])

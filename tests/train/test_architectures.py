@@ -124,8 +124,8 @@ def test_exact_resume_and_hf_export_load_in_transformers(arch_ckpt, tmp_path):
 @pytest.mark.parametrize("arch_ckpt", NEW_ARCHS, indirect=True)
 def test_lora_targets_every_linear_layer_and_merged_export_matches(arch_ckpt, tmp_path):
     from xtuner_nb.model import LoRAConfig, model_config_from_hf
+    from xtuner_nb.model.hf_save import save_lora_hf
     from xtuner_nb.train import Trainer
-    from xtuner_nb.train.lora import save_lora_hf
 
     arch, ckpt = arch_ckpt
     cfg = model_config_from_hf(ckpt)

@@ -70,8 +70,8 @@ def test_merged_export_and_peft_adapter_reproduce_the_adapted_model(tiny_ckpt, t
     from safetensors.torch import load_file
 
     from xtuner_nb.config import AdamWConfig
+    from xtuner_nb.model.hf_save import save_lora_hf
     from xtuner_nb.train import Trainer
-    from xtuner_nb.train.lora import save_lora_hf
 
     t = Trainer.from_config(small_config(tiny_ckpt, tmp_path, total_step=3, lora_cfg=_lora(),
                                          optim_cfg=AdamWConfig(lr=1e-2), checkpoint_interval=None))
@@ -132,8 +132,8 @@ def test_lora_resume_in_a_new_trainer_is_exact_and_checkpoints_hold_adapters_onl
 def test_one_wrapping_when_a_cell_is_rerun_or_a_run_resumed_and_mismatched_resumes_refused(tiny_ckpt, tmp_path):
     from peft.tuners.lora import LoraLayer
 
+    from xtuner_nb.model.lora import apply_lora
     from xtuner_nb.train import Trainer
-    from xtuner_nb.train.lora import apply_lora
 
     def lora_layers(model):
         names = [n for n, m in model.named_modules() if isinstance(m, LoraLayer)]
@@ -173,8 +173,8 @@ def test_lora_config_validation_and_round_trip(tiny_ckpt):
     from pydantic import ValidationError
 
     from xtuner_nb.model import LoRAConfig, Qwen3DenseConfig
+    from xtuner_nb.model.lora import apply_lora
     from xtuner_nb.train import TrainerConfig
-    from xtuner_nb.train.lora import apply_lora
 
     c = LoRAConfig()
     assert (c.r, c.lora_alpha, c.lora_dropout, c.modules_to_save) == (16, 32, 0.0, None)

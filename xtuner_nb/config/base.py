@@ -117,13 +117,15 @@ class XConfig(BaseModel):
 
 def _qualname(cls: type) -> str:
     module = cls.__module__
-    # prefer the short public path (xtuner_nb.model) when the class is re-exported there
-    public = module.rsplit(".", 1)[0] if module.startswith("xtuner_nb.") and module.count(".") >= 2 else module
-    try:
-        if getattr(importlib.import_module(public), cls.__name__, None) is cls:
-            module = public
-    except ImportError:
-        pass
+    # prefer the shortest public path (xtuner_nb.model for a class of xtuner_nb.model.dense.qwen3) that re-exports it
+    parts = module.split(".") if module.startswith("xtuner_nb.") else []
+    for depth in range(2, len(parts)):
+        public = ".".join(parts[:depth])
+        try:
+            if getattr(importlib.import_module(public), cls.__name__, None) is cls:
+                return f"{public}.{cls.__name__}"
+        except ImportError:
+            pass
     return f"{module}.{cls.__name__}"
 
 

@@ -12,11 +12,14 @@ backward only scales the stored gradients.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
-from .config import CELossConfig
+if TYPE_CHECKING:
+    from .config import CELossConfig
 
 __all__ = ["loss_weights", "lm_loss"]
 
@@ -47,13 +50,12 @@ def loss_weights(shifted_labels: torch.Tensor, cu_seq_lens: torch.Tensor, reduct
 
 
 def lm_loss(hidden: torch.Tensor, lm_head_weight: torch.Tensor, shifted_labels: torch.Tensor,
-            weights: torch.Tensor, denominator: float | torch.Tensor,
-            loss_cfg: CELossConfig | None = None) -> torch.Tensor:
-    """`sum_i(CE_i * w_i) / denominator` of `hidden [1,L,H] or [L,H]` through `lm_head_weight [V,H]`.
+            weights: torch.Tensor, denominator: float | torch.Tensor, loss_cfg: CELossConfig) -> torch.Tensor:
+    """`sum_i(CE_i * w_i) / denominator` of `hidden [1,L,H] or [L,H]` through `lm_head_weight [V,H]`, with the mode,
+    chunk size and ignored label of `loss_cfg` (a `CELossConfig`).
 
     Logits are upcast to fp32 before the CE. A zero denominator (no loss token in the whole step) gives 0.
     """
-    cfg = loss_cfg or CELossConfig()
     h = hidden.reshape(-1, hidden.shape[-1])
     labels = shifted_labels.reshape(-1)
     w = weights.reshape(-1).to(device=h.device, dtype=torch.float32)
@@ -68,21 +70,21 @@ def lm_loss(hidden: torch.Tensor, lm_head_weight: torch.Tensor, shifted_labels: 
         d = torch.where(d == 0, torch.ones_like(d), d)
     else:
         d = float(denominator) or 1.0
-    if cfg.mode == "eager":
+    if loss_cfg.mode == "eager":
         logits = F.linear(h, lm_head_weight).float()
-        ce = F.cross_entropy(logits, labels, ignore_index=cfg.ignore_idx, reduction="none")
+        ce = F.cross_entropy(logits, labels, ignore_index=loss_cfg.ignore_idx, reduction="none")
         return (ce * w).sum() / d
-    if cfg.mode == "liger":  # token reduction only (the config checks it): every weight is 1 or 0
-        return _liger_loss(h, lm_head_weight, labels, cfg.ignore_idx) / d
-    if cfg.mode != "chunk":
-        raise ValueError(f"CELossConfig.mode must be 'eager', 'chunk' or 'liger', got {cfg.mode!r}")
+    if loss_cfg.mode == "liger":  # token reduction only (the config checks it): every weight is 1 or 0
+        return _liger_loss(h, lm_head_weight, labels, loss_cfg.ignore_idx) / d
+    if loss_cfg.mode != "chunk":
+        raise ValueError(f"CELossConfig.mode must be 'eager', 'chunk' or 'liger', got {loss_cfg.mode!r}")
     # Fold 1/denominator into the weights so the gradients stored by the forward are already final: the backward
     # then multiplies by grad_output (1, or a power-of-two loss scale), exact even in bf16.
     w = w / d
     if torch.is_grad_enabled() and (h.requires_grad or lm_head_weight.requires_grad):
-        return _ChunkedLinearCE.apply(h, lm_head_weight, labels, w, cfg.chunk_size, cfg.ignore_idx)
+        return _ChunkedLinearCE.apply(h, lm_head_weight, labels, w, loss_cfg.chunk_size, loss_cfg.ignore_idx)
     # eval: the same chunking without gradient buffers
-    return _chunked_forward(h, lm_head_weight, labels, w, cfg.chunk_size, cfg.ignore_idx, False, False)[0]
+    return _chunked_forward(h, lm_head_weight, labels, w, loss_cfg.chunk_size, loss_cfg.ignore_idx, False, False)[0]
 
 
 def _liger_loss(h: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, ignore_idx: int) -> torch.Tensor:

@@ -50,18 +50,18 @@ class CELossConfig(BaseLossConfig):
 
     @property
     def loss_ctx_cls(self) -> type:
-        from .ce_loss import LMHeadLossContext
+        from .context import LMHeadLossContext
 
         return LMHeadLossContext
 
     @property
     def _loss_kwargs_cls(self) -> type:
-        from .ce_loss import CELossKwargs
+        from .context import CELossKwargs
 
         return CELossKwargs
 
     def build(self, data: dict, sp_mesh: Any = None):
-        from .ce_loss import build_ce_context
+        from .context import build_ce_context
 
         return build_ce_context(self, data, sp_mesh)
 

@@ -9,32 +9,35 @@ from typing import TYPE_CHECKING
 
 from .._lazy import lazy_attributes
 
-from .base import DECODER_LINEAR_MODULES, HFSaveCfg, MHAConfig, RopeParametersConfig, TransformerConfig
-from .config import (HF_CONFIG_JSON_DIFFS, MODEL_PRESETS, MODEL_TYPES, Qwen3_8BConfig, Qwen3Dense0P6BConfig, Qwen3Dense1P7BConfig,
-                     Qwen3Dense4BConfig, Qwen3Dense8BConfig, Qwen3Dense14BConfig, Qwen3Dense32BConfig,
-                     Qwen3DenseConfig, Qwen3DenseTinyConfig, get_model_config, get_model_config_from_hf,
-                     model_config_from_hf)
-from .llama import (Llama3P1Dense8BConfig, Llama3P2Dense1BConfig, Llama3P2Dense3BConfig, LlamaDenseConfig,
-                    LlamaDenseTinyConfig, SmolLM2Dense135MConfig, SmolLM2Dense360MConfig, TinyLlamaDense1P1BConfig)
+from ..module.attention.mha import MHAConfig
+from ..module.rope.rope import RopeParametersConfig
+from .base import DECODER_LINEAR_MODULES, HFSaveCfg, TransformerConfig
+from .dense.qwen3 import (Qwen3_8BConfig, Qwen3Dense0P6BConfig, Qwen3Dense1P7BConfig, Qwen3Dense4BConfig,
+                          Qwen3Dense8BConfig, Qwen3Dense14BConfig, Qwen3Dense32BConfig, Qwen3DenseConfig,
+                          Qwen3DenseTinyConfig, build_qwen3)
+from .dense.qwen2 import (Qwen2Dense0P5BConfig, Qwen2Dense1P5BConfig, Qwen2Dense7BConfig, Qwen2DenseConfig,
+                          Qwen2DenseTinyConfig)
+from .dense.llama import (Llama3P1Dense8BConfig, Llama3P2Dense1BConfig, Llama3P2Dense3BConfig, LlamaDenseConfig,
+                          LlamaDenseTinyConfig, SmolLM2Dense135MConfig, SmolLM2Dense360MConfig, TinyLlamaDense1P1BConfig)
 from .lora import QWEN3_LINEAR_MODULES, LoRAConfig
-from .qwen2 import (Qwen2Dense0P5BConfig, Qwen2Dense1P5BConfig, Qwen2Dense7BConfig, Qwen2DenseConfig,
-                    Qwen2DenseTinyConfig)
+from .registry import (HF_CONFIG_JSON_DIFFS, MODEL_PRESETS, MODEL_TYPES, get_model_config, get_model_config_from_hf,
+                       model_config_from_hf)
 
 if TYPE_CHECKING:
     from .attention import VARLEN_IMPL, register_varlen_attention
     from .gguf_export import GGUF_OUTTYPES, GGUFExportError, export_gguf
     from .hf_load import LoadReport, load_hf_weights
     from .hf_save import save_hf
-    from .pretrained import fetch_pretrained, resolve_pretrained
-    from .qwen3 import build_qwen3
+    from .hub import resolve_pretrained
+    from .pretrained import fetch_pretrained
     from .tiny import make_tiny_checkpoint
     from .tokenizer import make_tiny_tokenizer
 
 _LAZY = {
-    "build_qwen3": ".qwen3", "load_hf_weights": ".hf_load", "save_hf": ".hf_save", "LoadReport": ".hf_load",
+    "load_hf_weights": ".hf_load", "save_hf": ".hf_save", "LoadReport": ".hf_load",
     "make_tiny_checkpoint": ".tiny", "make_tiny_tokenizer": ".tokenizer",
     "VARLEN_IMPL": ".attention", "register_varlen_attention": ".attention",
-    "fetch_pretrained": ".pretrained", "resolve_pretrained": ".pretrained",
+    "fetch_pretrained": ".pretrained", "resolve_pretrained": ".hub",
     "export_gguf": ".gguf_export", "GGUFExportError": ".gguf_export", "GGUF_OUTTYPES": ".gguf_export",
 }
 
@@ -46,7 +49,7 @@ __all__ = ["MHAConfig", "TransformerConfig", "Qwen3DenseConfig", "Qwen3Dense0P6B
            "Llama3P2Dense1BConfig", "Llama3P2Dense3BConfig", "Llama3P1Dense8BConfig", "MODEL_PRESETS", "MODEL_TYPES",
            "get_model_config", "model_config_from_hf", "get_model_config_from_hf", "LoRAConfig",
            "DECODER_LINEAR_MODULES", "QWEN3_LINEAR_MODULES", "HFSaveCfg", "RopeParametersConfig",
-           "HF_CONFIG_JSON_DIFFS", *_LAZY]
+           "HF_CONFIG_JSON_DIFFS", "build_qwen3", *_LAZY]
 
 
 __getattr__, __dir__ = lazy_attributes(__name__, _LAZY, globals())

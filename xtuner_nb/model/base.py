@@ -1,21 +1,27 @@
-"""What every dense decoder config shares (XTuner v1's `TransformerConfig`), and building transformers' own module.
+"""What every dense decoder config shares (XTuner v1's `xtuner.v1.model.base`: `TransformerConfig`, `HFSaveCfg`), and
+building transformers' own module.
 
-A subclass per architecture (`Qwen3DenseConfig`, `Qwen2DenseConfig`, `LlamaDenseConfig`) names its transformers
-config/model classes and maps its own HF fields; the module is always transformers' `<Arch>ForCausalLM` (parameter
-names = HF checkpoint names, `generate()` works, peft and FSDP2 know it), with our packed attention when
-`attention.attn_impl="varlen"`. This file imports only pydantic; torch and transformers load on first use.
+A subclass per architecture (`model/dense/`: `Qwen3DenseConfig`, `Qwen2DenseConfig`, `LlamaDenseConfig`) names its
+transformers config/model classes and maps its own HF fields; the module is always transformers' `<Arch>ForCausalLM`
+(parameter names = HF checkpoint names, `generate()` works, peft and FSDP2 know it), with our packed attention when
+`attention.attn_impl="varlen"`. Its attention and RoPE configs are at XTuner's paths (`xtuner_nb.module.attention.mha`,
+`xtuner_nb.module.rope.rope`). XTuner's fields that have no effect here come after the real ones (`compat_field`,
+`refused_unless_default`). This file imports only pydantic; torch and transformers load on first use.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from ..config.base import XConfig, refused_unless_default
+from ..config.base import XConfig, compat_field, refused_unless_default
 from ..loss.config import BaseLossConfig, CELossConfig, loss_cfg_from_dump
+from ..module.attention.mha import MHAConfig
+from ..module.rope.rope import RopeParametersConfig
 
 if TYPE_CHECKING:
     import torch
@@ -25,68 +31,15 @@ if TYPE_CHECKING:
 DECODER_LINEAR_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
-class MHAConfig(XConfig):
-    num_attention_heads: int = Field(32, ge=1, description="Query heads.")
-    num_key_value_heads: int = Field(8, ge=1, description="Key/value heads (GQA when fewer than query heads).")
-    head_dim: int = Field(128, ge=1, description="Width of one head.")
-    dropout: float = Field(0.0, ge=0, le=1, description="Attention dropout.")
-    qkv_bias: bool = Field(False, description="Bias on q/k/v projections.")
-    qk_norm: bool = Field(True, description="RMSNorm on q and k per head (Qwen3).")
-    rms_norm_eps: float = Field(1e-6, gt=0, description="Epsilon of the q/k norms.")
-    rms_norm_type: Literal["default", "zero_centered"] = refused_unless_default(
-        "default", "the q/k norms are plain RMSNorm (zero-centred norms belong to other XTuner models)")
-    o_bias: bool = Field(False, description="Bias on the output projection.")
-    sliding_window: int | None = Field(-1, description="Window of sliding-window layers (-1/None: none); kept for "
-                                                       "the HF config, packed training uses full attention.")
-    with_sink: bool = refused_unless_default(False, "attention sinks belong to GPT-OSS")
-    with_gate: bool = refused_unless_default(False, "gated attention belongs to Qwen3.5/Qwen3-Next")
-    attn_impl: Literal["flash_attention", "flex_attention", "eager_attention", "varlen", "sdpa", "eager"] = Field(
-        "flash_attention", description="XTuner's flash_attention / flex_attention / eager_attention, and varlen, all "
-                                       "run the packed path: samples of a pack never attend to each other (flash/"
-                                       "varlen kernel on CUDA, per-sample SDPA on CPU); sdpa / eager: transformers' "
-                                       "own paths, for one sample per row.")
-
-    @property
-    def hf_sliding_window(self) -> int | None:
-        return None if self.sliding_window in (None, -1) else self.sliding_window
-
-
-class RopeParametersConfig(XConfig):
-    """XTuner's RoPE parameters; rope_theta follows TransformerConfig.rope_theta, scaling goes to rope_scaling."""
-
-    rope_theta: float = Field(10000.0, gt=0, description="RoPE base frequency.")
-    rope_type: Literal["default", "linear", "dynamic", "yarn", "longrope", "llama3"] = Field(
-        "default", description="transformers' RoPE type (qwen3_vl's multimodal RoPE is not supported).")
-    original_max_position_embeddings: int | None = Field(None, description="Scaling: pre-extension context.")
-    factor: float | None = Field(None, description="Scaling factor.")
-    beta_fast: float | None = Field(None, description="YaRN beta_fast.")
-    beta_slow: float | None = Field(None, description="YaRN beta_slow.")
-    short_factor: list[float] | None = Field(None, description="LongRoPE short factors.")
-    long_factor: list[float] | None = Field(None, description="LongRoPE long factors.")
-    low_freq_factor: float | None = Field(None, description="Llama3 low_freq_factor.")
-    high_freq_factor: float | None = Field(None, description="Llama3 high_freq_factor.")
-    mscale: float | None = Field(None, description="YaRN mscale.")
-    mscale_all_dim: float | None = Field(None, description="YaRN mscale_all_dim.")
-    truncate: bool = Field(False, description="YaRN truncate.")
-    mrope_section: list[int] | None = refused_unless_default(None, "multimodal RoPE belongs to vision-language models")
-    partial_rotary_factor: float = Field(1.0, gt=0, le=1, description="Fraction of head_dim that is rotated.")
-    fope_init_factor: float | None = refused_unless_default(None, "Fourier position embedding (FoPE) is not implemented")
-    fope_sep_head: bool | None = refused_unless_default(None, "Fourier position embedding (FoPE) is not implemented")
-    num_inv_freq: int | None = refused_unless_default(None, "Fourier position embedding (FoPE) is not implemented")
-
-    def scaling(self) -> dict[str, Any] | None:
-        """The fields besides rope_theta that differ from the defaults (transformers' rope_parameters)."""
-        defaults = RopeParametersConfig().model_dump()
-        out = {k: v for k, v in self.model_dump().items() if k != "rope_theta" and v != defaults[k]}
-        return out or None
+_WRITER = "a setting of XTuner's parallel HF-export writer; no effect (rank 0 writes the export here)"
 
 
 class HFSaveCfg(XConfig):
     """XTuner's HF-export options: the writer threads and ranks are XTuner's; exports here are written by rank 0."""
 
-    worker_per_rank: int = Field(16, ge=1, description="Accepted for XTuner compatibility; no effect.")
-    max_save_rank: int = Field(16, ge=1, description="Accepted for XTuner compatibility; no effect.")
-    bucket_size: int = Field(1024 ** 3 * 4, ge=1, description="Accepted for XTuner compatibility; no effect.")
+    worker_per_rank: int = compat_field(16, _WRITER, ge=1)
+    max_save_rank: int = compat_field(16, _WRITER, ge=1)
+    bucket_size: int = compat_field(1024 ** 3 * 4, _WRITER, ge=1)
     fp32_keys_pattern: list[str] | None = refused_unless_default(
         None, "HF exports are written in one dtype (bf16); no per-key fp32")
 
@@ -117,7 +70,6 @@ class TransformerConfig(XConfig):
     attention: MHAConfig = Field(default_factory=MHAConfig, description="Attention shape and implementation.")
     tie_word_embeddings: bool = Field(False, description="lm_head shares the embedding matrix.")
     initializer_range: float = Field(0.02, gt=0, description="Std of the random init (when no load_from).")
-    # ---- XTuner's TransformerConfig / XTunerBaseModelConfig fields ----
     max_window_layers: int | None = Field(None, description="HF config.json's max_window_layers (None: the number "
                                                             "of layers; sliding windows are off).")
     rope_parameters_cfg: RopeParametersConfig | None = Field(
@@ -126,26 +78,30 @@ class TransformerConfig(XConfig):
                     "given here fill rope_scaling.")
     lm_loss_cfg: BaseLossConfig = Field(
         default_factory=CELossConfig, description="The loss of the lm_head (used when TrainerConfig.loss_cfg is None).")
-    hf_save_cfg: HFSaveCfg = Field(default_factory=lambda: HFSaveCfg(), description="HF export options.")
+    # ---- XTuner's fields that have no effect here, or only take their default ----
+    # mlp_bias first: LlamaDenseConfig makes it a real field, which keeps this position (pydantic orders a field where
+    # the base declares it), so it must come right after the real fields
+    mlp_bias: bool = refused_unless_default(False, "this architecture's MLP has no bias")
+    hf_save_cfg: HFSaveCfg = compat_field(HFSaveCfg(), "the settings of XTuner's parallel HF-export writer; no "
+                                                       "effect (rank 0 writes the export here)")
     float8_cfg: Any = refused_unless_default(
         None, "float8 training needs XTuner's float8 kernels and an FP8 GPU (Hopper or newer); not implemented, "
               "train in bf16")
-    compile_cfg: dict[str, Any] | bool | None = Field(
-        None, description="XTuner's torch.compile options; accepted and not applied (transformers' layers run "
-                          "eagerly here).")
+    compile_cfg: dict[str, Any] | bool | None = compat_field(
+        None, "XTuner's torch.compile options; not applied (transformers' layers run eagerly here)")
     hf_key_mapping: dict[str, str] | None = refused_unless_default(
         None, "weights are loaded by their HF names (transformers' modules); no key remapping")
-    dcp_ignore_frozen_params: bool = Field(True, description="Accepted for XTuner compatibility; checkpoints hold "
-                                                             "every trained parameter (LoRA: the adapters' state).")
+    dcp_ignore_frozen_params: bool = compat_field(True, "no effect: checkpoints hold every trained parameter "
+                                                        "(LoRA: the adapters' state)")
     rms_norm_type: Literal["default", "zero_centered"] = refused_unless_default(
         "default", "these models use plain RMSNorm")
     linear_attention: Any = refused_unless_default(None, "linear attention (gated DeltaNet) belongs to Qwen3.5")
-    mlp_bias: bool = refused_unless_default(False, "this architecture's MLP has no bias")
     generate_config: Any = refused_unless_default(None, "XTuner's GenerateConfig is for RL rollouts; use "
                                                         "xtuner_nb.notebook.chat or eval_prompts")
     return_hidden_states: bool = refused_unless_default(False, "the training forward returns the loss only")
     use_sliding_window: bool = refused_unless_default(False, "packed training uses full attention")
-    mesh_prefix: str = Field("default", description="XTuner's device-mesh name prefix; no effect.")
+    mesh_prefix: str = compat_field("default", "the name prefix of XTuner's device meshes; no effect (one "
+                                                "data-parallel mesh here)")
 
     @field_validator("lm_loss_cfg", mode="before")
     @classmethod
@@ -220,19 +176,21 @@ class TransformerConfig(XConfig):
 
     @classmethod
     def from_hf(cls, path: str | Path, **overrides: Any) -> "TransformerConfig":
-        """Read `config.json` of an HF folder (or a hub id, see `resolve_pretrained`) of this architecture.
+        """Read `config.json` of an HF folder (or a hub id, see `hub.resolve_pretrained`) of this architecture.
 
         Called on `TransformerConfig` itself it picks the class from `model_type` (= `model_config_from_hf`).
         """
+        from .hub import resolve_pretrained
+
+        folder = resolve_pretrained(path, config_only=True)
+        if cls.model_type is None:
+            config_json = folder / "config.json"
+            if not config_json.is_file():
+                raise FileNotFoundError(f"{folder}: no config.json (expected a Hugging Face model folder)")
+            model_type = json.loads(config_json.read_text()).get("model_type")
+            return config_class_for(model_type, str(config_json)).from_hf(folder, **overrides)
         from transformers import AutoConfig
 
-        from .pretrained import resolve_pretrained
-
-        if cls.model_type is None:
-            from .config import model_config_from_hf
-
-            return model_config_from_hf(path, **overrides)
-        folder = resolve_pretrained(path, config_only=True)
         return cls.from_hf_config(AutoConfig.from_pretrained(str(folder)), where=f"{folder}/config.json",
                                   **overrides)
 
@@ -315,10 +273,37 @@ class TransformerConfig(XConfig):
                             "Qwen2DenseConfig, LlamaDenseConfig) or model_config_from_hf(path)")
 
 
-class TinyShape(TransformerConfig):
+def architectures() -> dict[str, type[TransformerConfig]]:
+    """config.json's model_type -> its config class: the direct subclasses of TransformerConfig that name one.
+
+    These are the architectures of `model/dense/`, which `xtuner_nb.model` imports (Qwen3, Qwen2, Llama, in that
+    order) before any of its modules runs. They are found rather than listed because they import this module.
+    """
+    found: dict[str, type[TransformerConfig]] = {}
+    for sub in TransformerConfig.__subclasses__():
+        if sub.model_type is not None:
+            found.setdefault(sub.model_type, sub)
+    return found
+
+
+def config_class_for(model_type: str, where: str = "config.json") -> type[TransformerConfig]:
+    """Our config class for an HF `model_type`; a clear error listing what is supported otherwise."""
+    known = architectures()
+    try:
+        return known[model_type]
+    except KeyError:
+        supported = ", ".join(f"{t!r} ({c.__name__})" for t, c in known.items())
+        raise ValueError(f"{where}: model_type {model_type!r} is not supported; supported dense architectures: "
+                         f"{supported}") from None
+
+
+class TinyShape(XConfig):
     """The tiny shape of tests and the CPU tutorials (about 1 M parameters with the demo tokenizer's 2048 vocab), mixed
     into each architecture's tiny preset: `class LlamaDenseTinyConfig(TinyShape, LlamaDenseConfig)`. Token ids match
-    the tokenizer written by `xtuner_nb.model.make_tiny_checkpoint`; the attention shape is set per architecture."""
+    the tokenizer written by `xtuner_nb.model.make_tiny_checkpoint`; the attention shape is set per architecture.
+
+    It holds only these values: a field it does not name comes from the architecture (e.g. Llama's real `mlp_bias`),
+    since pydantic takes an inherited field from the first base that has it."""
 
     vocab_size: int = 2048
     max_position_embeddings: int = 4096
@@ -330,6 +315,7 @@ class TinyShape(TransformerConfig):
     rope_theta: float = 10000.0
     rope_parameters_cfg: RopeParametersConfig | None = Field(default_factory=lambda: RopeParametersConfig())
     tie_word_embeddings: bool = True
+    rms_norm_eps: float = TransformerConfig.model_fields["rms_norm_eps"]  # 1e-6 in every tiny preset, Llama's too
 
 
 def mha(heads: int, kv: int = 8, head_dim: int = 128, **more: Any) -> Any:

@@ -2,7 +2,7 @@
 
 Parameter names are HF names already (the module is transformers' `Qwen3ForCausalLM`), so there is no key mapping;
 only wrapper prefixes are stripped (`hf_name`: peft's `base_model.model.` and `.base_layer`, `torch.compile`'s
-`_orig_mod.`, activation checkpointing, DDP's `module.`). Saving is `hf_save.py`, LoRA merging `lora_merge.py`.
+`_orig_mod.`, activation checkpointing, DDP's `module.`). Saving is `hf_save.py`, LoRA merging `lora.py`.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 import torch
 from torch import nn
@@ -42,7 +41,7 @@ def load_hf_weights(model: nn.Module, path: str | Path, strict: bool = True) -> 
     before `fully_shard` or after, but not on the meta device (use `model.to_empty(device=...)` first; RoPE buffers
     are recomputed here, since `to_empty` leaves them garbage).
     """
-    from .pretrained import resolve_pretrained
+    from .hub import resolve_pretrained
 
     path = resolve_pretrained(path)
     key_to_file = _checkpoint_index(path)
@@ -209,8 +208,3 @@ def _key_error(path: Path, missing: list[str], unexpected: list[str]) -> str:
 
 def few(names: list[str], n: int = 8) -> str:
     return ", ".join(names[:n]) + (f", ... {len(names) - n} more" if len(names) > n else "")
-
-
-def iter_checkpoint_keys(path: str | Path) -> Iterable[str]:
-    """The weight names of an HF folder (for inspection in a notebook)."""
-    return sorted(_checkpoint_index(Path(path)))

@@ -1,5 +1,6 @@
 """Our model -> a Hugging Face folder: safetensors (sharded when large), `config.json`, `generation_config.json`,
-the tokenizer; written to a temporary sibling and renamed, so a crash never leaves half a folder.
+the tokenizer; written to a temporary sibling and renamed, so a crash never leaves half a folder. A LoRA run's export
+(`save_lora_hf`) is the merged model, with the adapter in peft's format beside it.
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ import torch
 from torch import nn
 
 from .hf_load import INDEX_FILE, SINGLE_FILE, few, named_tensors, hf_name
-from .lora_merge import merged_model_weights
+from .lora import ADAPTER_DIR, merged_model_weights, merged_state_dict, save_adapter
 
 if TYPE_CHECKING:
     from .base import TransformerConfig
+    from .lora import LoRAConfig
 
 TIED_KEY = "lm_head.weight"  # dropped on save when tied, as transformers does
 
@@ -60,6 +62,19 @@ def save_hf(state_dict_or_model: nn.Module | Mapping[str, torch.Tensor], model_c
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    return path
+
+
+def save_lora_hf(peft_model: nn.Module, state_dict: Mapping[str, torch.Tensor], model_cfg: "TransformerConfig",
+                 cfg: "LoRAConfig", path: str | Path, tokenizer: Any = None,
+                 dtype: torch.dtype = torch.bfloat16) -> Path:
+    """`path/`: the merged model (an ordinary HF folder, `dtype`); `path/adapter/`: the peft adapter (fp32), which
+    loads as `PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), "path/adapter")`.
+
+    `state_dict`: the PeftModel's full state dict (plain tensors), so a sharded (FSDP2) model saves from rank 0."""
+    path = Path(path)
+    save_hf(merged_state_dict(state_dict, cfg.scaling), model_cfg, path, tokenizer=tokenizer, dtype=dtype)
+    save_adapter(peft_model, state_dict, path / ADAPTER_DIR)
     return path
 
 

@@ -1,18 +1,44 @@
-"""`LoRAConfig`: low-rank adapters (peft's LoRA) on a decoder's linear layers; only the adapters train.
+"""LoRA (peft's low-rank adapters), all of it: `LoRAConfig`, wrapping a model once (`apply_lora`), the one merge
+(`merged_state_dict`, `merged_model_weights`), the adapter folder (`save_adapter`) and the resume checks.
 
-XTuner v1 has no LoRA; the field names are peft's (`peft.LoraConfig`), so a config reads the same in both. This
-module imports only pydantic (it is a config, shown as a form); the Trainer applies it with
-`xtuner_nb.train.lora.apply_lora`.
+XTuner v1 has no LoRA; the field names are peft's (`peft.LoraConfig`), so a config reads the same in both. Only the
+adapters train: W + (lora_alpha / r)·B@A, the base model frozen. torch and peft are imported on first use, so the
+config (shown as a form) loads with pydantic only.
+
+One wrapping, always: every `Trainer(...)` builds a fresh base model and wraps it here, so re-running the cell that
+builds a Trainer, or resuming a run, never puts adapters on adapters; `apply_lora` refuses a model that already has
+LoRA layers. A checkpoint holds the adapters and their optimizer state only (the frozen base comes from
+`load_from`); it records the LoRA config and a fingerprint of the base, so resuming on another base -- e.g. on a
+merged `hf-N` export, which already contains the adapters -- stops with a clear error instead of adding them twice.
+
+The merge is W + scaling·B@A computed in fp32 and rounded once -- the same numbers as peft's `merge_and_unload()`;
+`hf_save.save_hf(peft_model)` and the Trainer's LoRA export (`hf_save.save_lora_hf`: the merged model in `hf-N/`,
+the adapter in peft's format in `hf-N/adapter/`) use it.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import hashlib
+import json
+import os
+import shutil
+import uuid
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping
 
 from pydantic import Field, field_validator
 
 from ..config.base import XConfig
 from .base import DECODER_LINEAR_MODULES
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+ADAPTER = "default"  # peft's adapter name; the Trainer trains one adapter
+ADAPTER_DIR = "adapter"  # hf-N/adapter: the peft adapter beside the merged weights
+_TIED_ENDS = ("lm_head", "embed_tokens")
 
 # Qwen3, Qwen2 and Llama name the linear layers of a decoder layer alike (each config's `lora_target_modules`)
 QWEN3_LINEAR_MODULES = DECODER_LINEAR_MODULES
@@ -52,3 +78,206 @@ class LoRAConfig(XConfig):
                           target_modules=list(self.target_modules), bias="none",
                           modules_to_save=list(self.modules_to_save) if self.modules_to_save else None,
                           base_model_name_or_path=str(base_model_name_or_path) if base_model_name_or_path else None)
+
+
+# ---- wrapping a model ---------------------------------------------------------------------------------------------
+def has_lora(model: nn.Module) -> bool:
+    from peft.tuners.lora import LoraLayer
+
+    return any(isinstance(m, LoraLayer) for m in model.modules())
+
+
+def apply_lora(model: nn.Module, cfg: LoRAConfig, base_model_name_or_path: Any = None) -> nn.Module:
+    """`peft.get_peft_model(model, cfg.to_peft())`: adapters in fp32, everything else frozen. Returns the PeftModel.
+
+    Refuses a model that already carries LoRA layers (adapters on adapters), names that match no layer, and
+    `lm_head`/`embed_tokens` among the trained modules of a model with tied embeddings (the merged export could not
+    represent a matrix that is one tensor at both ends of the model but trained at one end only).
+    """
+    from peft import get_peft_model
+    from torch import nn
+
+    if has_lora(model):
+        raise ValueError("apply_lora: the model already has LoRA adapters; wrapping it again would stack a second "
+                         "adapter on the first. Build a fresh base model (model_cfg.build() + load_hf_weights), or "
+                         "merge first (model.merge_and_unload())")
+    config = getattr(model, "config", None)
+    if getattr(config, "tie_word_embeddings", False):
+        bad = [n for n in [*cfg.target_modules, *(cfg.modules_to_save or [])] if n in _TIED_ENDS]
+        if bad:
+            raise ValueError(f"LoRAConfig: {bad} in a model with tie_word_embeddings=True: lm_head and embed_tokens "
+                             "are one matrix there; leave them out of target_modules/modules_to_save")
+    names = [n for n, _ in model.named_modules()]
+    unknown = [t for t in cfg.target_modules if not any(n == t or n.endswith("." + t) for n in names)]
+    if unknown:
+        linears = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, nn.Linear)})
+        raise ValueError(f"LoRAConfig.target_modules: {unknown} match no layer of the model; its linear layers are "
+                         f"{linears}")
+    with warnings.catch_warnings():  # peft 0.21 reads transformers 5's deprecated `is_gradient_checkpointing`
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        peft_model = get_peft_model(model, cfg.to_peft(), autocast_adapter_dtype=True)
+    if base_model_name_or_path is not None:  # get_peft_model takes it from the model, which has none here
+        peft_model.peft_config[ADAPTER].base_model_name_or_path = str(base_model_name_or_path)
+    return peft_model
+
+
+def trainable_parameters(model: nn.Module) -> tuple[int, int]:
+    """(trainable, total) parameter counts, each tensor once (tied weights are one tensor)."""
+    params = list(model.parameters())  # deduplicated; a DTensor shard counts its full size
+    return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)
+
+
+def describe(model: nn.Module, cfg: LoRAConfig) -> str:
+    trainable, total = trainable_parameters(model)
+    return (f"LoRA r={cfg.r} alpha={cfg.lora_alpha} on {','.join(cfg.target_modules)}: {trainable / 1e6:.3f} M "
+            f"trainable of {total / 1e6:.2f} M parameters ({100 * trainable / total:.3f}%)")
+
+
+# ---- the one merge ------------------------------------------------------------------------------------------------
+def merged_state_dict(state_dict: Mapping[str, torch.Tensor], scaling: float | Mapping[tuple[str, str], float],
+                      adapters: tuple[str, ...] = (ADAPTER,)) -> dict[str, torch.Tensor]:
+    """HF-named full weights of an adapted model: adapters merged, `modules_to_save` copies replacing originals.
+
+    `state_dict`: the PeftModel's full state dict (plain tensors, e.g. `get_model_state_dict(...,
+    full_state_dict=True)`). `scaling`: lora_alpha / r for every layer, or {(layer name, adapter): scaling} for the
+    layers to merge (a layer left out keeps its base weight).
+    """
+    from .hf_load import hf_name
+
+    out: dict[str, torch.Tensor] = {}
+    for key, value in state_dict.items():
+        if ".lora_" in key or ".original_module." in key:
+            continue  # adapter factors (merged below) and the frozen originals of modules_to_save
+        for adapter in adapters:
+            key = key.replace(f".modules_to_save.{adapter}.", ".")
+        if key.endswith(".base_layer.weight"):
+            prefix = key[: -len(".base_layer.weight")]
+            for adapter in adapters:
+                scale = scaling if isinstance(scaling, (int, float)) else scaling.get((prefix, adapter))
+                if scale is not None:
+                    value = _merge(state_dict, prefix, adapter, value, scale)
+        name = hf_name(key)
+        if name is not None:
+            out[name] = value
+    return out
+
+
+def _merge(sd: Mapping[str, torch.Tensor], prefix: str, adapter: str, weight: torch.Tensor,
+           scaling: float) -> torch.Tensor:
+    a, b = sd.get(f"{prefix}.lora_A.{adapter}.weight"), sd.get(f"{prefix}.lora_B.{adapter}.weight")
+    if a is not None and b is not None:  # nn.Linear: W (out x in) += B (out x r) @ A (r x in)
+        delta = b.float() @ a.float()
+    else:
+        a, b = sd.get(f"{prefix}.lora_embedding_A.{adapter}"), sd.get(f"{prefix}.lora_embedding_B.{adapter}")
+        if a is None or b is None:
+            return weight
+        delta = (b.float() @ a.float()).T  # nn.Embedding: W (vocab x dim) += (B (dim x r) @ A (r x vocab))^T
+    return (weight.float() + scaling * delta).to(weight.dtype)
+
+
+def merged_model_weights(model: nn.Module) -> dict[str, torch.Tensor]:
+    """`merged_state_dict` of a peft model's own state dict, for its active, unmerged adapters; the model itself is
+    not changed. DoRA, and LoRA on a tied embedding, are refused."""
+    scaling: dict[tuple[str, str], float] = {}
+    tied = _tied_weight(model)
+    for name, module in model.named_modules():
+        if not (hasattr(module, "scaling") and hasattr(module, "base_layer")):
+            continue
+        if getattr(module, "merged", False) or getattr(module, "disable_adapters", False):
+            continue  # deltas already inside the base weight, or switched off
+        adapters = [a for a in module.active_adapters
+                    if a in getattr(module, "lora_A", {}) or a in getattr(module, "lora_embedding_A", {})]
+        if any(getattr(module, "use_dora", {}).get(a, False) for a in adapters):
+            raise ValueError(f"save_hf: {name} uses DoRA; merge it with peft first (model.merge_and_unload())")
+        if adapters and tied is not None and module.base_layer.weight is tied:
+            raise ValueError(f"save_hf: LoRA on {name}, whose weight is tied to the other end of the model "
+                             "(tie_word_embeddings=True): a merged tied matrix would change both ends, which is not "
+                             "the model that was trained; leave embed_tokens/lm_head out of target_modules")
+        scaling.update({(name, a): module.scaling[a] for a in adapters})
+    all_adapters = tuple(sorted({a for _, a in scaling}))
+    return merged_state_dict(model.state_dict(), scaling, all_adapters)
+
+
+def _tied_weight(model: nn.Module) -> torch.Tensor | None:
+    from transformers import PreTrainedModel
+
+    for module in model.modules():
+        if isinstance(module, PreTrainedModel):
+            head, emb = module.get_output_embeddings(), module.get_input_embeddings()
+            head_w = getattr(head, "weight", None)
+            if hasattr(head, "base_layer"):
+                head_w = head.base_layer.weight
+            emb_w = emb.base_layer.weight if hasattr(emb, "base_layer") else getattr(emb, "weight", None)
+            return emb_w if head_w is not None and head_w is emb_w else None
+    return None
+
+
+# ---- the adapter folder -------------------------------------------------------------------------------------------
+def save_adapter(peft_model: nn.Module, state_dict: Mapping[str, torch.Tensor], path: str | Path) -> Path:
+    """The adapter in peft's format (`adapter_config.json` + `adapter_model.safetensors`), written atomically.
+
+    `state_dict`: the PeftModel's full state dict (plain tensors), so a sharded (FSDP2) model saves from rank 0."""
+    path = Path(path)
+    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
+    try:
+        peft_model.save_pretrained(str(tmp), state_dict=dict(state_dict), selected_adapters=[ADAPTER])
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return path
+
+
+# ---- resume: the same adapters on the same base --------------------------------------------------------------------
+def base_fingerprint(model: nn.Module) -> dict[str, str]:
+    """A digest of the (unwrapped, unsharded) base weights: the first 256 values of every floating tensor.
+
+    A merged export differs from its base in every adapted matrix, first rows included, so it is told apart.
+    """
+    import torch
+
+    h = hashlib.sha1()
+    dtypes = set()
+    for name, t in sorted(model.state_dict().items()):
+        if not t.is_floating_point() or t.is_meta:
+            continue
+        dtypes.add(str(t.dtype).removeprefix("torch."))
+        h.update(name.encode())
+        h.update(t.detach().flatten()[:256].contiguous().cpu().view(torch.uint8).numpy().tobytes())
+    return {"digest": h.hexdigest(), "dtype": ",".join(sorted(dtypes))}
+
+
+def resume_record(cfg: LoRAConfig | None, fingerprint: dict[str, str] | None) -> dict[str, Any]:
+    """What a checkpoint's train_state.json records about LoRA (None: full fine-tuning)."""
+    return {"lora": None if cfg is None else {"config": cfg.to_dict(with_type=False), "base": fingerprint}}
+
+
+def check_resume(ckpt_path: Path, cfg: LoRAConfig | None, fingerprint: dict[str, str] | None) -> None:
+    """Refuse a checkpoint whose adapters do not fit this run: LoRA vs full, another LoRA config, another base."""
+    state_file = Path(ckpt_path) / "train_state.json"
+    if not state_file.is_file():
+        return  # load_checkpoint reports an incomplete checkpoint itself
+    state = json.loads(state_file.read_text(encoding="utf-8"))
+    if "lora" not in state:
+        return  # a checkpoint from before LoRA support: full fine-tuning
+    saved = state["lora"]
+    if saved is None and cfg is None:
+        return
+    if saved is None:
+        raise ValueError(f"{ckpt_path}: a full fine-tuning checkpoint, but this run trains LoRA adapters "
+                         "(lora_cfg is set); resume it with lora_cfg=None, or start LoRA from its HF export "
+                         "(load_from=<exp_dir>/hf-N) without resuming")
+    if cfg is None:
+        raise ValueError(f"{ckpt_path}: holds LoRA adapters ({saved['config']}) but this run has lora_cfg=None; "
+                         "resume with the same lora_cfg, or load the merged export <exp_dir>/hf-N as load_from")
+    now = cfg.to_dict(with_type=False)
+    if saved["config"] != now:
+        diff = {k: (saved["config"].get(k), v) for k, v in now.items() if saved["config"].get(k) != v}
+        raise ValueError(f"{ckpt_path}: its adapters were trained with another LoRAConfig "
+                         f"(field: (checkpoint, now) = {diff}); resume with the checkpoint's lora_cfg")
+    base = saved.get("base")
+    if base and fingerprint and base["dtype"] == fingerprint["dtype"] and base["digest"] != fingerprint["digest"]:
+        raise ValueError(f"{ckpt_path}: its adapters were trained on another base model than load_from. Resume "
+                         "with the load_from of the original run; a merged export (hf-N) already contains the "
+                         "adapters, and resuming on it would apply them twice")

@@ -17,11 +17,12 @@ class PackedLossMixin:
             return super().forward(*args, **kw)
         import torch
 
-        from ..loss import lm_loss
+        from ..loss import CELossConfig, lm_loss
 
         hidden = self.model(*args, **kw).last_hidden_state
         if loss_ctx is not None:  # a custom BaseLossConfig's context (XTuner's loss interface)
             return loss_ctx(hidden, self.lm_head.weight)[0]
+        loss_cfg = loss_cfg or CELossConfig()  # no loss config given: plain token-mean CE
         if fp32_lm_head:  # FSDPConfig.fp32_lm_head: the logits matmul in fp32, outside autocast
             with torch.autocast(hidden.device.type, enabled=False):
                 return lm_loss(hidden.float(), self.lm_head.weight.float(), shifted_labels, loss_weights,

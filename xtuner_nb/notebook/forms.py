@@ -370,7 +370,7 @@ def _description(cls: type[XConfig], name: str) -> str:
 
 def _presets_for(cls: type[XConfig]) -> dict[str, type]:
     try:
-        from ..model.config import presets_for
+        from ..model.registry import presets_for
     except ImportError:
         return {}
     return presets_for(cls)

@@ -19,9 +19,9 @@ from torch import nn
 
 from ..config import FSDPConfig
 from ..datasets import DataloaderConfig
+from ..model.lora import apply_lora, base_fingerprint, describe as describe_lora, resume_record as lora_resume_record
 from .config import TrainerConfig
 from .distributed import DistInfo, barrier
-from .lora import apply_lora, base_fingerprint, describe as describe_lora, resume_record as lora_resume_record
 from .parallel import apply_recompute, compile_layers, place_model
 from .precision import Precision
 

@@ -379,7 +379,7 @@ class Trainer:
         path = run_dir.resume_checkpoint(self.config, self.exp_dir)
         if path is None:
             return
-        from .lora import check_resume as check_lora_resume
+        from ..model.lora import check_resume as check_lora_resume
 
         lc = self.config.load_checkpoint_cfg
         lora = self.lora_record["lora"]

@@ -1,5 +1,5 @@
-"""XTuner v1's `xtuner.v1.module.attention`: `MHAConfig` (a re-export of `xtuner_nb.model.config.MHAConfig`)."""
+"""XTuner v1's `xtuner.v1.module.attention`: `MHAConfig`."""
 
-from ...model.config import MHAConfig
+from .mha import MHAConfig
 
 __all__ = ["MHAConfig"]

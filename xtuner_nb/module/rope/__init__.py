@@ -1,5 +1,5 @@
-"""XTuner v1's `xtuner.v1.module.rope`: `RopeParametersConfig` (a re-export from `xtuner_nb.model.config`)."""
+"""XTuner v1's `xtuner.v1.module.rope`: `RopeParametersConfig`."""
 
-from ...model.config import RopeParametersConfig
+from .rope import RopeParametersConfig
 
 __all__ = ["RopeParametersConfig"]

@@ -14,8 +14,7 @@ def write_hf_export(model: Any, model_cfg: Any, lora_cfg: Any, tokenizer: Any, p
     """`path/`: config.json, safetensors and the tokenizer; under LoRA the adapters merged, and `path/adapter/`."""
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
-    from ...model import save_hf
-    from ..lora import save_lora_hf
+    from ...model.hf_save import save_hf, save_lora_hf
 
     sd = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
     if dist.is_main:

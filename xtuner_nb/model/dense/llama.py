@@ -1,5 +1,6 @@
 """Llama dense configs (SmolLM2, TinyLlama, Llama 3.x): transformers' `LlamaForCausalLM`, presets from the published
-HF `config.json`s. XTuner v1 has no Llama config; the names follow its `<Family>Dense<Size>Config` pattern.
+HF `config.json`s (named in `model/registry.py`). XTuner v1 has no Llama config; the names follow its
+`<Family>Dense<Size>Config` pattern and its module layout (`model/dense/<family>.py`).
 """
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
-from .base import MHAConfig, TinyShape, TransformerConfig, mha
+from ..base import MHAConfig, TinyShape, TransformerConfig, mha
 
 if TYPE_CHECKING:
     from transformers import PretrainedConfig
@@ -57,8 +58,6 @@ _LLAMA3_ROPE = {"rope_type": "llama3", "factor": 32.0, "low_freq_factor": 1.0, "
 # Tiny Llama for tests and CPU tutorials (see base.TinyShape)
 class LlamaDenseTinyConfig(TinyShape, LlamaDenseConfig):
     attention: MHAConfig = mha(4, kv=2, head_dim=32, qk_norm=False)
-    # TinyShape comes first in the MRO and carries TransformerConfig's refused `mlp_bias`: take Llama's back
-    mlp_bias: bool = LlamaDenseConfig.model_fields["mlp_bias"]
 
 
 # https://huggingface.co/HuggingFaceTB/SmolLM2-135M-Instruct/blob/main/config.json
@@ -119,14 +118,3 @@ class Llama3P2Dense3BConfig(Llama3P2Dense1BConfig):
 # https://huggingface.co/meta-llama/Llama-3.1-8B/blob/main/config.json
 class Llama3P1Dense8BConfig(LlamaDenseConfig):
     rope_scaling: dict[str, Any] | None = Field(default_factory=lambda: {**_LLAMA3_ROPE, "factor": 8.0})
-
-
-LLAMA_PRESETS: dict[str, type[LlamaDenseConfig]] = {
-    "llama-tiny": LlamaDenseTinyConfig,
-    "smollm2-135M": SmolLM2Dense135MConfig,
-    "smollm2-360M": SmolLM2Dense360MConfig,
-    "tinyllama-1.1B": TinyLlamaDense1P1BConfig,
-    "llama3.2-1B": Llama3P2Dense1BConfig,
-    "llama3.2-3B": Llama3P2Dense3BConfig,
-    "llama3.1-8B": Llama3P1Dense8BConfig,
-}

@@ -1,14 +1,12 @@
-"""Qwen2 / Qwen2.5 dense configs with XTuner v1's names (`Qwen2DenseConfig`, `Qwen2Dense7BConfig`):
-transformers' `Qwen2ForCausalLM`, presets from the published Qwen2.5 HF `config.json`s.
+"""XTuner v1's `xtuner.v1.model.dense.qwen2`: Qwen2 / Qwen2.5 dense configs (`Qwen2DenseConfig`, `Qwen2Dense7BConfig`),
+transformers' `Qwen2ForCausalLM`, presets from the published Qwen2.5 HF `config.json`s (named in `model/registry.py`).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from pydantic import Field
-
-from .base import MHAConfig, TinyShape, TransformerConfig, mha
+from ..base import MHAConfig, TinyShape, TransformerConfig, mha
 
 if TYPE_CHECKING:
     from transformers import PretrainedConfig
@@ -28,8 +26,6 @@ class Qwen2DenseConfig(TransformerConfig):
     hidden_size: int = 3584
     intermediate_size: int = 18944
     attention: MHAConfig = mha(28, kv=4, head_dim=128, qk_norm=False, qkv_bias=True)
-    use_sliding_window: bool = Field(False, description="Qwen2's sliding-window layers (not supported: packed "
-                                                        "training attends over the whole sample).")
 
     def _hf_fields(self) -> dict[str, Any]:
         return dict(use_sliding_window=self.use_sliding_window, sliding_window=self.attention.hf_sliding_window,
@@ -46,9 +42,6 @@ class Qwen2DenseConfig(TransformerConfig):
         if a.qk_norm or not a.qkv_bias or a.o_bias:
             raise ValueError(f"attention qk_norm={a.qk_norm}, qkv_bias={a.qkv_bias}, o_bias={a.o_bias}: "
                              "transformers' Qwen2 has no q/k norm, bias on q/k/v and none on o_proj")
-        if self.use_sliding_window:
-            raise ValueError("use_sliding_window=True: packed training uses full attention in every layer; "
-                             "Qwen2.5 checkpoints ship with use_sliding_window=false")
         super()._check_representable()
 
 
@@ -78,14 +71,6 @@ class Qwen2Dense1P5BConfig(Qwen2DenseConfig):
 # rope_theta=10000; the published checkpoints use 1e6)
 class Qwen2Dense7BConfig(Qwen2DenseConfig):
     vocab_size: int = 152064
-
-
-QWEN2_PRESETS: dict[str, type[Qwen2DenseConfig]] = {
-    "qwen2-tiny": Qwen2DenseTinyConfig,
-    "qwen2.5-0.5B": Qwen2Dense0P5BConfig,
-    "qwen2.5-1.5B": Qwen2Dense1P5BConfig,
-    "qwen2.5-7B": Qwen2Dense7BConfig,
-}
 
 
 def _window(value: int | None) -> int:
