@@ -1,8 +1,8 @@
 """Causal-LM cross-entropy with XTuner v1's reductions and global loss calibration.
 
 A step's loss is `sum over every token of the step (CE_i * w_i) / sum(w_i)`: `loss_weights` gives the
-un-normalised `w` of one pack, the trainer sums them over all packs (and ranks) of the step into the
-`denominator`, and `lm_loss` of each pack divides by that shared denominator. Summing the per-pack losses (and
+un-normalised `w` of one pack, `global_denominator` sums them over all packs (and ranks) of the step, and
+`lm_loss` of each pack divides by that shared denominator. Summing the per-pack losses (and
 their gradients) then gives exactly the loss of one big batch, whatever the accumulation count.
 
 `mode="chunk"` never materialises the full `[L, vocab]` logits: `_ChunkedLinearCE` runs lm_head + CE over
@@ -12,7 +12,7 @@ backward only scales the stored gradients.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -21,7 +21,7 @@ from torch.autograd.function import once_differentiable
 if TYPE_CHECKING:
     from .config import CELossConfig
 
-__all__ = ["loss_weights", "lm_loss"]
+__all__ = ["loss_weights", "global_denominator", "lm_loss"]
 
 
 def loss_weights(shifted_labels: torch.Tensor, cu_seq_lens: torch.Tensor, reduction: str = "token",
@@ -47,6 +47,22 @@ def loss_weights(shifted_labels: torch.Tensor, cu_seq_lens: torch.Tensor, reduct
     n_tok = n_loss[seg_id].clamp_min(1.0)  # clamp only guards 1/0 where the mask is 0 anyway
     w = n_tok.reciprocal() if reduction == "sample" else n_tok.rsqrt()
     return torch.where(mask, w, torch.zeros_like(w))
+
+
+def global_denominator(pack_weights: Sequence[torch.Tensor],
+                       device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(this rank's, the whole step's) sum of the loss weights of `pack_weights`, one tensor per pack, in fp64. The
+    step's sum is all-reduced over the ranks and at least 1e-12, so a step without a loss token divides safely.
+    Every path that calibrates a loss over a step (the training step, the eval loss, XTuner's LMHeadLossContext)
+    takes its denominator from here."""
+    if not pack_weights:  # a rank without packs (eval) still joins the all-reduce
+        local = torch.zeros((), dtype=torch.float64, device=device)
+    else:
+        local = torch.stack([w.sum() for w in pack_weights]).sum().double()
+    total = local.clone()
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.all_reduce(total, op=torch.distributed.ReduceOp.SUM)
+    return local, total.clamp_min(1e-12)
 
 
 def lm_loss(hidden: torch.Tensor, lm_head_weight: torch.Tensor, shifted_labels: torch.Tensor,

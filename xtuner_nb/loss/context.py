@@ -21,7 +21,7 @@ import torch
 from pydantic import BaseModel, ConfigDict
 from torch import nn
 
-from .ce import lm_loss, loss_weights
+from .ce import global_denominator, lm_loss, loss_weights
 
 if TYPE_CHECKING:
     from .config import BaseLossConfig, CELossConfig
@@ -117,20 +117,16 @@ class LMHeadLossContext(BaseLossContext):
                       cu_seq_lens_list: Sequence[torch.Tensor] | None = None,
                       sp_mesh: Any = None) -> list["LMHeadLossContext"]:
         """Per-token weights of each pack, divided by their sum over the whole step (and over all ranks)."""
-        import torch.distributed as dist
-
         cfg = loss_ctx_list[0].loss_cfg
         for i, ctx in enumerate(loss_ctx_list):
             labels = ctx.loss_kwargs.shifted_labels
             cu = cu_seq_lens_list[i] if cu_seq_lens_list is not None else \
                 torch.tensor([0, labels.numel()], dtype=torch.int32)
             ctx.loss_kwargs.loss_weight = loss_weights(labels, cu, cfg.loss_reduction, cfg.ignore_idx).view_as(labels)
-        denominator = sum(c.loss_kwargs.loss_weight.sum() for c in loss_ctx_list)
-        if dist.is_initialized():
-            dist.all_reduce(denominator)
+        _, denominator = global_denominator([c.loss_kwargs.loss_weight for c in loss_ctx_list])
         for ctx in loss_ctx_list:
             ctx._batch_size = len(loss_ctx_list)
-            ctx.loss_kwargs.loss_weight = ctx.loss_kwargs.loss_weight / (denominator + 1e-12)
+            ctx.loss_kwargs.loss_weight = ctx.loss_kwargs.loss_weight / denominator.float()
         return loss_ctx_list
 
     def loss_fn(self, hidden_states, head_weight, head_bias, loss_kwargs):

@@ -28,7 +28,7 @@ from typing import Any, Iterator
 
 import torch
 
-from ..loss import loss_weights
+from ..loss import global_denominator, loss_weights
 from .distributed import DistInfo, all_reduce_sum
 from .step import pack_inputs
 
@@ -87,13 +87,13 @@ class Evaluator:
                                 cfg.ignore_idx).to(device)
 
         # pass 1: the denominator over all eval packs of all ranks (packs are collated twice, never all held)
-        local = torch.zeros(2, dtype=torch.float64, device=device)  # [sum of weights, loss tokens]
+        pack_weights, tokens = [], torch.zeros((), dtype=torch.float64, device=device)
         for p in mine:
             pack = self.loader.collate([p])[0]
-            local[0] += weights(pack).sum().double()
-            local[1] += int((pack["shifted_labels"] != cfg.ignore_idx).sum())
-        denom, tokens = all_reduce_sum(local.clone()).tolist()
-        denom_t = torch.tensor(max(denom, 1e-12), dtype=torch.float32, device=device)
+            pack_weights.append(weights(pack))
+            tokens += int((pack["shifted_labels"] != cfg.ignore_idx).sum())
+        denom_t = global_denominator(pack_weights, device)[1].float()
+        tokens = all_reduce_sum(tokens).item()
         # pass 2: sum_i(CE_i * w_i) / denom per pack, summed over packs and ranks = the step-style loss
         total = torch.zeros((), dtype=torch.float64, device=device)
         for k in range(rounds):

@@ -16,7 +16,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ..loss import BaseLossConfig, CELossConfig, loss_weights
+from ..loss import BaseLossConfig, CELossConfig, global_denominator, loss_weights
 from .distributed import all_reduce_sum
 from .flops import effective_attn_len
 
@@ -80,8 +80,7 @@ def step_loss_inputs(packs: list[dict], loss_cfg: BaseLossConfig, device: torch.
         return [{"loss_ctx": ctx} for ctx in ctxs], float
     weights = [loss_weights(p["shifted_labels"], p["cu_seq_lens"], loss_cfg.loss_reduction, loss_cfg.ignore_idx)
                .to(device) for p in packs]
-    local_denom = torch.stack([w.sum() for w in weights]).sum().double()
-    denom = all_reduce_sum(local_denom.clone()).clamp_min(1e-12)
+    local_denom, denom = global_denominator(weights)
     extra = {"fp32_lm_head": True} if fp32_lm_head else {}
     kwargs = [dict(shifted_labels=p["shifted_labels"].to(device), loss_weights=w, loss_denominator=denom.float(),
                    loss_cfg=loss_cfg, **extra) for p, w in zip(packs, weights)]
