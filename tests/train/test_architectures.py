@@ -123,7 +123,7 @@ def test_exact_resume_and_hf_export_load_in_transformers(arch_ckpt, tmp_path):
 
 @pytest.mark.parametrize("arch_ckpt", NEW_ARCHS, indirect=True)
 def test_lora_targets_every_linear_layer_and_merged_export_matches(arch_ckpt, tmp_path):
-    from xtuner_nb.model import LoRAConfig, model_config_from_hf
+    from xtuner_nb.model import DECODER_LINEAR_MODULES, LoRAConfig, model_config_from_hf
     from xtuner_nb.model.hf_save import save_lora_hf
     from xtuner_nb.train import Trainer
 
@@ -131,7 +131,7 @@ def test_lora_targets_every_linear_layer_and_merged_export_matches(arch_ckpt, tm
     cfg = model_config_from_hf(ckpt)
     base = _hf(ckpt)
     linears = {n.rsplit(".", 1)[-1] for n, m in base.model.layers.named_modules() if isinstance(m, torch.nn.Linear)}
-    assert linears == set(cfg.lora_target_modules) == set(LoRAConfig().target_modules)
+    assert linears == set(DECODER_LINEAR_MODULES) == set(LoRAConfig().target_modules)
 
     from xtuner_nb.config import AdamWConfig
 

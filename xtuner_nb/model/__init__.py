@@ -19,7 +19,7 @@ from .dense.qwen2 import (Qwen2Dense0P5BConfig, Qwen2Dense1P5BConfig, Qwen2Dense
                           Qwen2DenseTinyConfig)
 from .dense.llama import (Llama3P1Dense8BConfig, Llama3P2Dense1BConfig, Llama3P2Dense3BConfig, LlamaDenseConfig,
                           LlamaDenseTinyConfig, SmolLM2Dense135MConfig, SmolLM2Dense360MConfig, TinyLlamaDense1P1BConfig)
-from .lora import QWEN3_LINEAR_MODULES, LoRAConfig
+from .lora import LoRAConfig
 from .registry import (HF_CONFIG_JSON_DIFFS, MODEL_PRESETS, MODEL_TYPES, get_model_config, get_model_config_from_hf,
                        model_config_from_hf)
 
@@ -48,7 +48,7 @@ __all__ = ["MHAConfig", "TransformerConfig", "Qwen3DenseConfig", "Qwen3Dense0P6B
            "LlamaDenseTinyConfig", "SmolLM2Dense135MConfig", "SmolLM2Dense360MConfig", "TinyLlamaDense1P1BConfig",
            "Llama3P2Dense1BConfig", "Llama3P2Dense3BConfig", "Llama3P1Dense8BConfig", "MODEL_PRESETS", "MODEL_TYPES",
            "get_model_config", "model_config_from_hf", "get_model_config_from_hf", "LoRAConfig",
-           "DECODER_LINEAR_MODULES", "QWEN3_LINEAR_MODULES", "HFSaveCfg", "RopeParametersConfig",
+           "DECODER_LINEAR_MODULES", "HFSaveCfg", "RopeParametersConfig",
            "HF_CONFIG_JSON_DIFFS", "build_qwen3", *_LAZY]
 
 

@@ -50,7 +50,6 @@ class TransformerConfig(XConfig):
     model_type: ClassVar[str | None] = None  # config.json's model_type
     hf_config_class: ClassVar[str] = ""  # transformers' config class name
     hf_model_class: ClassVar[str] = ""  # transformers' CausalLM class name
-    lora_target_modules: ClassVar[tuple[str, ...]] = DECODER_LINEAR_MODULES  # "all linear layers" of this arch
     extra_eos_is_bos: ClassVar[bool] = False  # generation also stops at bos (Qwen's <|endoftext|>)
 
     vocab_size: int = Field(151936, ge=1, description="Vocabulary size (embedding rows).")

@@ -40,9 +40,6 @@ ADAPTER = "default"  # peft's adapter name; the Trainer trains one adapter
 ADAPTER_DIR = "adapter"  # hf-N/adapter: the peft adapter beside the merged weights
 _TIED_ENDS = ("lm_head", "embed_tokens")
 
-# Qwen3, Qwen2 and Llama name the linear layers of a decoder layer alike (each config's `lora_target_modules`)
-QWEN3_LINEAR_MODULES = DECODER_LINEAR_MODULES
-
 
 class LoRAConfig(XConfig):
     """Train rank-r adapters W + (lora_alpha / r)·B@A instead of W; the base model stays frozen."""
@@ -51,7 +48,7 @@ class LoRAConfig(XConfig):
     lora_alpha: int = Field(32, ge=1, description="Scale of the update: (lora_alpha / r)·B@A (32 with r=16 gives 2).")
     lora_dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the adapters' input (0: none, runs are "
                                                             "bit-for-bit repeatable).")
-    target_modules: list[str] = Field(default_factory=lambda: list(QWEN3_LINEAR_MODULES),
+    target_modules: list[str] = Field(default_factory=lambda: list(DECODER_LINEAR_MODULES),
                                       description="Layers to adapt, by name (default: all linear layers of every "
                                                   "decoder layer, q/k/v/o_proj and gate/up/down_proj).")
     modules_to_save: list[str] | None = Field(None, description="Modules trained in full beside the adapters, e.g. "
