@@ -13,7 +13,7 @@ What it measures, in one process, one configuration after the other (shorter pac
              runtime_info/mfu is printed beside it), peak memory (largest per-step torch.cuda.max_memory_allocated);
        TRL   SFTTrainer packing=True (bfd, padding-free), max_length = pack length, batch 1, bf16, transformers'
              sdpa attention (no flash-attn on the machine), same tokens per step, same optimizer settings;
-       estimate_memory() of the notebook layer for the same setting against our measured peak.
+       estimate_memory() (xtuner_nb.train.memory) for the same setting against our measured peak.
      Activation recompute: off when estimate_memory says the run fits in 90% of the GPU, else on for every layer;
      TRL gets the same (activation checkpointing on/off).
   3. The attention self-check (forward and backward against per-sample SDPA in fp32) of every packed-attention
@@ -211,7 +211,7 @@ def model_cfg_for(name: str, smoke: bool):
 def run_config(name: str, pack_len: int, args, wd: Path, device: str, gpu_bytes: int | None) -> dict:
     import torch
 
-    from xtuner_nb.notebook.memory import GiB, estimate_memory
+    from xtuner_nb.train.memory import GiB, estimate_memory
 
     cfg = model_cfg_for(name, args.smoke)
     dtype_name = "bfloat16" if device == "cuda" else "float32"

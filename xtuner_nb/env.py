@@ -157,9 +157,10 @@ def _no_gpu_fix(torch) -> str | None:
 
 
 def _ram() -> tuple[int | None, int | None]:
+    from .train.memory import host_memory  # what the fit check counts as available
+
     try:
-        info = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
-        return int(info["MemAvailable"].split()[0]) * 1024, int(info["MemTotal"].split()[0]) * 1024
+        return host_memory()
     except (OSError, KeyError, ValueError):
         return None, None
 

@@ -13,7 +13,7 @@ def test_estimate_brackets_measured_peak(tmp_path, loss_mode, recompute):
     from xtuner_nb.datasets.demo import demo_data_path
     from xtuner_nb.loss import CELossConfig
     from xtuner_nb.model import Qwen3Dense0P6BConfig
-    from xtuner_nb.notebook.memory import GiB, estimate_memory
+    from xtuner_nb.train.memory import GiB, estimate_memory
     from xtuner_nb.train import Trainer
 
     model_cfg, pack = Qwen3Dense0P6BConfig(), 4096

@@ -19,7 +19,6 @@ _EXPORTS = {
     "clear_chat_cache": "chat_preview",
     "generations_html": "eval_view", "generations_frame": "eval_view", "in_notebook_kernel": "dashboard",
     "estimate_memory": "memory", "show_fit": "memory", "MemoryEstimate": "memory", "GPUS": "memory",
-    "oom_advice": "oom",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -1,4 +1,5 @@
-"""Will it fit? The memory estimate of `xtuner_nb.train.memory_estimate` (formulas there), shown against a GPU.
+"""Will it fit? Draws the memory estimate of `xtuner_nb.train.memory` (the formulas and the ways to fit are there)
+against a GPU.
 
     est = estimate_memory(Qwen3Dense8BConfig(), pack_max_length=8192, loss_mode="chunk", world_size=8)
     show_fit(est, "H100")          # or gpu=None: the GPU of this machine (or every known GPU when there is none)
@@ -10,23 +11,17 @@ import html
 from dataclasses import fields
 from typing import Any
 
-from ..train import memory_estimate as _core
-from ..train.memory_estimate import GiB, layer_activation_bytes, lora_params, reestimate, suggestions
+from ..train import memory as _memory
+from ..train.memory import GPUS, GiB, measure_budget, planned_budget, ways_to_fit
 from .viewer import Html
 
-__all__ = ["MemoryEstimate", "estimate_memory", "show_fit", "GPUS", "suggestions", "lora_params", "reestimate",
-           "layer_activation_bytes"]
+__all__ = ["MemoryEstimate", "estimate_memory", "show_fit", "GPUS"]
 
-# nominal memory of common training GPUs (GiB)
-GPUS: dict[str, float] = {"T4": 16, "L4": 24, "RTX 4090": 24, "A100 40GB": 40, "A100 80GB": 80, "H100 80GB": 80,
-                          "H200": 141}
-_ALIASES = {"4090": "RTX 4090", "A100-40": "A100 40GB", "A100-40GB": "A100 40GB", "A100-80": "A100 80GB",
-            "A100-80GB": "A100 80GB", "A100": "A100 80GB", "H100": "H100 80GB", "H100-80GB": "H100 80GB"}
 _COLORS = {"weights": "#1e88e5", "gradients": "#43a047", "optimizer": "#fb8c00", "activations": "#8e24aa",
-           "logits": "#e53935", "overhead": "#9e9e9e"}
+           "logits": "#e53935", "allocator": "#795548", "overhead": "#9e9e9e"}
 
 
-class MemoryEstimate(_core.MemoryEstimate):
+class MemoryEstimate(_memory.MemoryEstimate):
     """The estimate, drawn by `show_fit` when a notebook cell shows it."""
 
     def _repr_html_(self) -> str:
@@ -34,41 +29,41 @@ class MemoryEstimate(_core.MemoryEstimate):
 
 
 def estimate_memory(*args: Any, **kwargs: Any) -> MemoryEstimate:
-    est = _core.estimate_memory(*args, **kwargs)
+    est = _memory.estimate_memory(*args, **kwargs)
     return MemoryEstimate(**{f.name: getattr(est, f.name) for f in fields(est)})
 
 
-estimate_memory.__doc__ = _core.estimate_memory.__doc__
+estimate_memory.__doc__ = _memory.estimate_memory.__doc__
 
 
-def _gpu_bytes(gpu: Any) -> tuple[str, int] | None:
-    if gpu is None:
-        try:
-            import torch
+def _this_gpu():
+    try:
+        import torch
 
-            if torch.cuda.is_available():
-                props = torch.cuda.get_device_properties(torch.cuda.current_device())
-                return f"{props.name} (this machine)", int(props.total_memory)
-        except Exception:  # no CUDA build, driver trouble: fall back to the table of known GPUs
-            return None
+        if torch.cuda.is_available():
+            return measure_budget(torch.device("cuda", torch.cuda.current_device()))
+    except Exception:  # no CUDA build, driver trouble: fall back to the table of known GPUs
         return None
-    if isinstance(gpu, (int, float)):
-        return f"{gpu:g} GiB GPU", int(gpu * GiB)
-    key = str(gpu).strip()
-    lookup = {k.lower().replace(" ", "").replace("-", ""): k for k in GPUS}
-    lookup.update({k.lower().replace(" ", "").replace("-", ""): v for k, v in _ALIASES.items()})
-    name = lookup.get(key.lower().replace(" ", "").replace("-", ""))
-    if name is None:
-        raise ValueError(f"unknown GPU {gpu!r}; choose one of {list(GPUS)} or give the memory in GiB")
-    return name, int(GPUS[name] * GiB)
+    return None
+
+
+def _ways_html(estimate: MemoryEstimate, budget) -> str:
+    ways = ways_to_fit(estimate, budget)
+    if not ways:
+        return ""
+    items = "".join(
+        f"<li style='color:{'#2e7d32' if w.fits else '#777'}'>{'✓' if w.fits else '✗'} {html.escape(w.text)}: "
+        f"{w.estimate.total / GiB:.1f} GiB</li>" for w in ways)
+    return f"<div style='margin-top:4px'>Ways to fit, with their estimates:<ul style='margin:2px 0'>{items}</ul></div>"
 
 
 def show_fit(estimate: MemoryEstimate, gpu: Any = None) -> Html:
-    """A stacked bar and a table of the estimate against a GPU (name, GiB, or None: this machine's GPU; with no
-    GPU here, a fits/does-not-fit line for each known GPU)."""
-    target = _gpu_bytes(gpu)
+    """A stacked bar and a table of the estimate against a GPU (a name of `GPUS`, GiB, or None: this machine's GPU,
+    its free memory; with no GPU here, a fits/does-not-fit line for each known GPU). When it does not fit, the
+    ways that would, from `xtuner_nb.train.memory.ways_to_fit`."""
+    budget = _this_gpu() if gpu is None else planned_budget(gpu)
     total = estimate.total
-    cap = target[1] if target else None
+    cap = budget.device_bytes if budget else None
     scale = max(total, cap or 0) or 1
     segs = "".join(
         f"<div title='{p}: {v / GiB:.2f} GiB' style='width:{100 * v / scale:.3f}%;background:{_COLORS[p]};"
@@ -90,21 +85,18 @@ def show_fit(estimate: MemoryEstimate, gpu: Any = None) -> Html:
             f" · pack {i.get('pack_max_length')} × {i.get('micro_batch_size')} · {i.get('param_dtype')} · "
             f"recompute {i.get('recompute_ratio')} · loss {i.get('loss_mode')} · "
             f"{i.get('world_size')} GPU(s){' FSDP' if i.get('fsdp') and i.get('world_size', 1) > 1 else ''}")
-    if target:
-        name, cap = target
-        ok = total <= cap
+    if budget:
+        ok = budget.fits(estimate)
         verdict = (f"<b style='color:{'#2e7d32' if ok else '#c62828'}'>{'✓ fits' if ok else '✗ does not fit'}</b> "
-                   f"on {html.escape(name)}: {total / GiB:.1f} of {cap / GiB:.1f} GiB ({100 * total / cap:.0f}%)")
+                   f"on {html.escape(budget.name)}: {total / GiB:.1f} of {cap / GiB:.1f} GiB "
+                   f"({100 * total / cap:.0f}%; {html.escape(budget.what)})")
         if not ok:
-            tips = suggestions(estimate)
-            if tips:
-                verdict += "<div style='margin-top:4px'>To lower it:<ul style='margin:2px 0'>" + "".join(
-                    f"<li>{html.escape(t)}: −{s / GiB:.1f} GiB</li>" for t, s in tips) + "</ul></div>"
+            verdict += _ways_html(estimate, budget)
     else:
         verdict = "No GPU here; fits on: " + ", ".join(
             f"<span style='color:{'#2e7d32' if total <= g * GiB else '#c62828'}'>"
-            f"{'✓' if total <= g * GiB else '✗'} {html.escape(n)} ({g:g} GiB)</span>" for n, g in GPUS.items())
+            f"{'✓' if total <= g * GiB else '✗'} {html.escape(n)} ({g:g} GiB)</span>" for n, (g, _) in GPUS.items())
     return Html(f"<div style='font-family:sans-serif;font-size:0.9em'><div style='color:#555'>{html.escape(what)}</div>"
                 f"{bar}<div>{verdict}</div><table style='border-collapse:collapse;margin-top:4px'>{rows}</table>"
-                f"<div style='color:#888;font-size:0.85em'>estimate per GPU, all parts added (conservative)</div></div>")
-
+                "<div style='color:#888;font-size:0.85em'>estimate per GPU, all parts added (conservative)"
+                "</div></div>")

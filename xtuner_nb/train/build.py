@@ -22,6 +22,7 @@ from ..datasets import DataloaderConfig
 from ..model.lora import apply_lora, base_fingerprint, describe as describe_lora, resume_record as lora_resume_record
 from .config import TrainerConfig
 from .distributed import DistInfo, barrier
+from .memory import builds_on_meta
 from .parallel import apply_recompute, compile_layers, place_model
 from .precision import Precision
 
@@ -107,7 +108,7 @@ def build_model(cfg: TrainerConfig, dist: DistInfo, tokenizer, logger: logging.L
     # With weights to load, no process holds a second copy: build on the meta device, then allocate on the device
     # and fill from the safetensors files; under torchrun shard first, so each rank allocates only its shards
     # (torchtitan's order).
-    on_meta = cfg.load_from is not None and lora is None
+    on_meta = builds_on_meta(cfg.load_from is not None, lora is not None)
     sharded_load = dist.distributed and on_meta
     model = model_cfg.build(device="meta" if on_meta else "cpu",
                             dtype=torch.float32 if lora is None else precision.compute)
@@ -142,21 +143,3 @@ def build_optimizer(cfg: TrainerConfig, model: nn.Module, total_step: int):
     """(optimizer, lr_scheduler) over the trainable parameters (the adapters only, with LoRA)."""
     optimizer = cfg.optim_cfg.build([p for p in model.parameters() if p.requires_grad])
     return optimizer, cfg.lr_cfg.build(optimizer, total_step)
-
-
-def warn_if_memory_is_held(cfg: TrainerConfig, dist: DistInfo, logger: logging.Logger) -> None:
-    """A new Trainer never frees an earlier one (two runs may be compared in one kernel). When this process already
-    holds GPU memory and the new run's weights, gradients and AdamW states would not fit in what is left, say how
-    to free it, so the out-of-memory error that follows is not a mystery."""
-    if dist.device.type != "cuda" or torch.cuda.memory_allocated(dist.device) == 0:
-        return
-    n_params = sum(p.numel() for p in cfg.model_cfg.build(device="meta").parameters()) / dist.world_size
-    # full fine-tuning: fp32 weights + grads + two AdamW moments; LoRA: the frozen base in 16 bits
-    need = n_params * (16 if cfg.lora_cfg is None else 2) / 2**30
-    free, total = (x / 2**30 for x in torch.cuda.mem_get_info(dist.device))
-    if need > free:
-        held = torch.cuda.memory_allocated(dist.device) / 2**30
-        logger.warning(f"this run needs about {need:.1f} GiB for weights, gradients and optimizer states, but only "
-                       f"{free:.1f} of {total:.1f} GiB are free: this process already holds {held:.1f} GiB, e.g. "
-                       "an earlier Trainer in this kernel. Free it with `old_trainer.close()` before building this "
-                       "one (a new Trainer never frees another by itself).")

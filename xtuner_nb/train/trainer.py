@@ -250,7 +250,8 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             gc.collect()
             torch.cuda.empty_cache()
-            raise torch.OutOfMemoryError(f"{exc}\n{memory.oom_message(self.memory_estimate)}") from None
+            advice = memory.oom_message(self.config, self.precision, self.dist)
+            raise torch.OutOfMemoryError(f"{exc}\n{advice}") from None
         except BaseException:
             reason = "error"
             raise
