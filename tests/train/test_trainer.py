@@ -252,7 +252,7 @@ def test_hooks_are_resolved_once_into_trainer_hooks(tiny_ckpt, tmp_path):
     trainer.fit()
     trainer.fit()  # at total_step already: no step, but the same hooks see the fit begin and end
     assert trainer.hooks == [*resolved, late] and (mine.begins, late.begins) == (2, 2)
-    curves = type(resolved[-1])(trainer)
+    curves = type(resolved[-1])(trainer.log_dir)
     again = Trainer(trainer_cfg=small_config(tiny_ckpt, tmp_path, total_step=1, debug_skip_save=True,
                                              default_hooks=["curves_png"]), hooks=[curves])
     assert again.hooks == [curves]

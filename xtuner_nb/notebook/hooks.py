@@ -6,6 +6,7 @@ Each factory takes the Trainer and returns a `Hook`, or None when it has nothing
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from ..train.hooks.events import Hook
@@ -21,16 +22,23 @@ def dashboard(trainer: Any):
 
 
 class CurvesPng(Hook):
-    """`<log_dir>/curves.png` when a fit ends, outside a notebook too."""
+    """`<log_dir>/curves.png` when a fit ends, outside a notebook too, drawn from the run's metrics rows.
 
-    def __init__(self, trainer: Any):
-        self.trainer = trainer
+    The figure is made and drawn once when the hook is, before the Trainer's fit check measures the process, so the
+    one-off costs of matplotlib (its import, fonts, text layout) are counted there and not paid at the end of a run.
+    """
+
+    def __init__(self, log_dir: Path):
+        from .plots import CurvesFigure
+
+        self.path = Path(log_dir) / "curves.png"
+        self.figure = CurvesFigure(dpi=100).warm_up()
 
     def on_fit_end(self, state, reason, control):
         if state.history:
             from .plots import save_curves_png
 
-            save_curves_png(self.trainer.history, self.trainer.log_dir / "curves.png")
+            save_curves_png(state.history, self.path, figure=self.figure)
 
 
 def curves_png(trainer: Any):
@@ -38,4 +46,4 @@ def curves_png(trainer: Any):
         import matplotlib  # noqa: F401
     except ImportError:
         return None
-    return CurvesPng(trainer)
+    return CurvesPng(trainer.log_dir)

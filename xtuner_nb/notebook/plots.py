@@ -165,6 +165,15 @@ class CurvesFigure:
         self.fig.suptitle(title or "", fontsize=10)
         return self.fig
 
+    def warm_up(self) -> "CurvesFigure":
+        """Draw and render one frame of placeholder rows now: matplotlib's fonts, text layout and canvas are made
+        here, not in the first real frame, of which they are most of the cost, in time and in memory."""
+        rows = [{"step": step, LOSS_KEYS[0]: 1.0, EVAL_LOSS_KEY: 1.0, **{k: 1.0 for _, k, _ in _PANELS if k}}
+                for step in (1, 2)]
+        self.draw(CurveData.from_rows(rows))
+        self.png()
+        return self
+
     def png(self) -> bytes:
         buf = io.BytesIO()
         self.fig.savefig(buf, format="png", dpi=self.dpi)
@@ -219,11 +228,13 @@ def plot_history(df: Any, ax: Any = None, smoothing: float = 0.9, title: str | N
     return CurvesFigure(dpi=90).draw(data, title)
 
 
-def save_curves_png(history: Any, path: str | Path, dpi: int = 100, title: str | None = None) -> Path:
-    """Write the curves of a history (DataFrame or rows) as a PNG; needs only matplotlib (Agg), no IPython."""
+def save_curves_png(history: Any, path: str | Path, dpi: int = 100, title: str | None = None,
+                    figure: CurvesFigure | None = None) -> Path:
+    """Write the curves of a history (DataFrame or rows) as a PNG; needs only matplotlib (Agg), no IPython.
+    `figure`: draw into this one (made earlier) instead of a new one of `dpi`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig = CurvesFigure(dpi=dpi)
+    fig = figure or CurvesFigure(dpi=dpi)
     fig.draw(CurveData.from_rows(_rows_of(history)), title)
     path.write_bytes(fig.png())
     return path

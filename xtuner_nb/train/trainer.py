@@ -4,7 +4,7 @@ The Trainer owns its run: every piece of state a run holds is an attribute set i
 writes them (tests/train/test_trainer_owns_its_state.py). The other modules are plain functions of explicit values.
 
 Reading order: `__init__` decides the device and precision, checks the memory, builds the parts (`build.py`),
-opens the run folder and resumes (`checkpoint/`), and resolves the hooks once (`hooks/builtin.py`). `fit` -> `_run`
+opens the run folder and resumes (`checkpoint/`); the hooks are resolved once, first (`hooks/builtin.py`). `fit` -> `_run`
 (the loop) -> `_train_one_step` -> `step.forward_backward` (one forward/backward per pack; the model's forward
 returns the pack's calibrated loss, `model/packed.py` -> `loss/ce.py`) -> `step.clip_and_step` (clip, optimizer
 step). After each step: metrics (`metrics.py`), hooks (`hooks/events.py`), evaluation (`evaluate.py`) and the saves
@@ -55,6 +55,8 @@ class Trainer:
         self.logger = setup_logging(self.log_dir, self.dist.rank)
         set_console_level(10 if cfg.debug else 20)  # XTuner's debug=True: DEBUG lines on the console
         self.logger.info(f"exp_dir: {self.exp_dir}  device: {self.dist.device}  {describe_node(self.dist)}")
+        # the hooks first: they pay their one-off costs (a figure, its fonts) before the fit check measures
+        self.hooks: list[Hook] = resolve_hooks(self, hooks)
         # the device decisions, before the data and the model take any memory
         self.precision = precision_for_run(self.fsdp_cfg, self.dist.device)
         self.logger.info(self.precision.describe())
@@ -80,7 +82,6 @@ class Trainer:
         self._resume_if_asked()
         self.tracker = JsonlTracker(self.log_dir / "exp_tracking" / f"rank{self.dist.rank}" / "tracker.jsonl") \
             if self.dist.is_main else None
-        self.hooks: list[Hook] = resolve_hooks(self, hooks)
 
     @classmethod
     def from_config(cls, config: TrainerConfig, **kw: Any) -> "Trainer":

@@ -16,6 +16,7 @@ import torch
 
 from .budget import DeviceBudget, measure_budget
 from .estimate import GiB, MemoryEstimate, estimate_run
+from .warm_up import warm_up_training_runtime
 from .ways import ways_to_fit
 
 __all__ = ["SKIP_ENV", "MemoryFitError", "check_fit", "check_run_fits", "oom_message", "warn_if_memory_is_held"]
@@ -79,6 +80,8 @@ def check_run_fits(config: Any, precision: Any, dist: Any, logger: logging.Logge
     """The Trainer's fit check: logs the verdict and returns the run's estimate, or raises MemoryFitError with the
     ways that fit. `precision` is `choose_precision`'s choice for `dist.device`; `budget` (default: measured now)
     plans for another device."""
+    if budget is None and dist.device.type == "cpu":  # the process's memory is part of a CPU run: measure it whole
+        warm_up_training_runtime(config, precision.autocast_dtype)
     budget = budget or measure_budget(dist.device, dist.local_world_size)
     est = estimate_run(config, precision, dist.world_size, dist.device.type, budget.process_bytes)
     logger.info(check_fit(est, budget, config.skip_fit_check))
