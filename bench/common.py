@@ -327,7 +327,9 @@ def run_ours(init: Path | None, train_jsonl: Path, model_cfg, *, pack_len: int, 
     log.attach(trainer.model)
     rss_before = peak_rss_gib()
     trainer.fit()
-    peak = device_peak_flops(device, __import__("torch").bfloat16) if device == "cuda" else None
+    # a GPU's datasheet peak in bf16; a CPU's measured peak in the dtype this run computes in (train/cpu_peak.py)
+    torch = __import__("torch")
+    peak = device_peak_flops(device, torch.bfloat16 if device == "cuda" or precision == "bfloat16" else torch.float32)
     out = log.summary(warmup, model_cfg, peak)
     out.update(rss_before_train_gib=rss_before, build_seconds=build_s,
                trainer_mfu=_median([r["runtime_info/mfu"] for r in rows[warmup:]
@@ -403,7 +405,7 @@ def run_trl(init: Path | None, train_jsonl: Path, *, mode: str, pack_len: int, b
     log.attach(trainer.model)
     rss_before = peak_rss_gib()
     trainer.train()
-    peak = device_peak_flops(device, torch.bfloat16) if device == "cuda" and bf16 else None
+    peak = device_peak_flops(device, torch.bfloat16 if bf16 else torch.float32) if device == "cpu" or bf16 else None
     out = log.summary(warmup, model_cfg, peak)
     out["final_loss"] = float(seen_loss["last"]) if "last" in seen_loss else None
     out.update(rss_before_train_gib=rss_before, build_seconds=build_s,

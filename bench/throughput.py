@@ -193,6 +193,9 @@ def report(runs: list[dict], systems: list[str], info: dict, args, elapsed: floa
                   ("tokens_per_s", "tokens_per_cpu_s", "peak_rss_gib", "final_loss", "eval_loss", "timed_tokens",
                    "timed_steps", "rss_before_train_gib", "model_tflops_per_s")}
         med[s]["all_tokens_per_s"] = [round(r["tokens_per_s"], 1) for r in rs]
+        # model FLOP/s over the peak: a CPU's measured here in the run's dtype (train/cpu_peak.py), a GPU's datasheet
+        mfus = [r["mfu"] for r in rs if r.get("mfu") is not None]
+        med[s]["mfu"] = common.median(mfus) if mfus else None
     print()
     print(f"model: {info['model']}, {info['params_M']:.1f} M params, fp32"
           + (f"; LoRA rank {args.lora_r} (alpha {2 * args.lora_r}) on every linear layer"
@@ -205,14 +208,15 @@ def report(runs: list[dict], systems: list[str], info: dict, args, elapsed: floa
           + (f"; at most {args.max_steps} steps per run" if args.max_steps else ""))
     print()
     head = (f"{'system':<52} {'tokens/s':>9} {'runs':>13} {'tok/CPU-s':>9} {'peak RSS':>9} {'final loss':>10} "
-            f"{'eval loss':>9}")
+            f"{'eval loss':>9} {'MFU':>6}")
     print(head)
     print("-" * len(head))
     for s in systems:
         m = med[s]
         runs_txt = "/".join(f"{v:.0f}" for v in m["all_tokens_per_s"])
         print(f"{LABELS[s]:<52} {m['tokens_per_s']:>9.1f} {runs_txt:>13} {m['tokens_per_cpu_s']:>9.1f} "
-              f"{m['peak_rss_gib']:>7.2f} G {m['final_loss']:>10.4f} {m['eval_loss']:>9.4f}")
+              f"{m['peak_rss_gib']:>7.2f} G {m['final_loss']:>10.4f} {m['eval_loss']:>9.4f} "
+              f"{'-' if m['mfu'] is None else format(m['mfu'], '6.1%'):>6}")
     verdicts = {}
     targets = REAL_TARGETS if args.model else TARGETS
     pairs = [(s, "ours_lora" if s.endswith("_lora") else "ours") for s in systems if s.startswith("trl")]

@@ -1,5 +1,7 @@
 """FLOPs per token, peak FLOP/s table and MFU, against numbers worked out by hand."""
 
+import json
+
 import pytest
 import torch
 
@@ -59,9 +61,26 @@ def test_peak_flops_by_device_name(name, dtype, peak):
     assert peak_flops_for_name(name, dtype) == peak
 
 
-def test_cpu_has_no_peak_so_mfu_is_null():
-    assert device_peak_flops("cpu", torch.bfloat16) is None
-    assert mfu(1234.0, 1e9, device_peak_flops(torch.device("cpu"))) is None
+def test_cpu_peak_is_measured_once_per_machine_and_mfu_divides_by_it(tmp_path, monkeypatch):
+    """A CPU's peak is the matmul speed measured here, in the dtype asked for, kept in the cache under this machine's
+    key: a second process (the in-process cache cleared) reads the file instead of measuring again."""
+    from xtuner_nb.train import cpu_peak
+
+    monkeypatch.setenv("XTUNER_NB_CACHE", str(tmp_path))
+    cpu_peak._cached.cache_clear()
+    measured = cpu_peak.measured_cpu_peak()
+    assert measured["float32"] > 1e8 and measured["bfloat16"] > 1e6  # FLOP/s: even a busy 1-core VM does more
+    (key, stored), = json.loads((tmp_path / "cpu_peak.json").read_text()).items()
+    assert f"threads={torch.get_num_threads()}" in key and stored == measured
+    (tmp_path / "cpu_peak.json").write_text(json.dumps({key: {"float32": 4e9, "bfloat16": 1e9}}))
+    cpu_peak._cached.cache_clear()
+    assert device_peak_flops("cpu", torch.float32) == 4e9 and device_peak_flops("cpu", torch.bfloat16) == 1e9
+    assert mfu(1000.0, 1e6, device_peak_flops(torch.device("cpu"), torch.float32)) == pytest.approx(0.25)
+    assert "bf16 matmuls measured 1.0 GFLOP/s here against fp32's 4 (no native bf16)" in cpu_peak.cpu_precision_reason()
+    from xtuner_nb.env import env_report
+
+    assert "bf16 matmuls measured 1.0 GFLOP/s" in str(env_report())  # the report asks the same decision
+    cpu_peak._cached.cache_clear()
 
 
 def test_mfu_by_hand():

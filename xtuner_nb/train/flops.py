@@ -12,6 +12,7 @@ Convention (PaLM, Chowdhery et al. 2022, app. B; Megatron-LM, Narayanan et al. 2
   causal mask. For a pack of samples with lengths `l_i` under varlen attention (samples never attend to each
   other) the work is `sum(l_i^2)` over `sum(l_i)` tokens, so pass `S = sum(l_i^2) / sum(l_i)`
   (`effective_attn_len`); for one unpacked sequence it is its length.
+* The peak: a GPU's from its datasheet (the table below), a CPU's measured on the machine (`cpu_peak.py`).
 * MFU counts model FLOPs only: activation recomputation (checkpointing) is not counted, and LoRA's skipped weight
   gradients are not subtracted, so those runs' MFU reads lower/higher than the hardware is really doing.
 """
@@ -70,8 +71,13 @@ def peak_flops_for_name(name: str, dtype: torch.dtype = torch.bfloat16) -> float
 
 
 def device_peak_flops(device: torch.device | str | None = None, dtype: torch.dtype = torch.bfloat16) -> float | None:
-    """Peak FLOP/s of `device` for `dtype` matmuls; None on CPU, without CUDA, or for an unlisted GPU."""
+    """Peak FLOP/s of `device` for `dtype` matmuls: on a CPU the one measured on this machine (`cpu_peak`), on a
+    GPU the datasheet's; None for an unlisted GPU, or CUDA asked for without it."""
     device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cpu":
+        from .cpu_peak import measured_cpu_peak
+
+        return measured_cpu_peak().get(str(dtype).removeprefix("torch."))
     if device.type != "cuda" or not torch.cuda.is_available():
         return None
     return peak_flops_for_name(torch.cuda.get_device_name(device), dtype)

@@ -1,0 +1,99 @@
+"""What this CPU's matmuls reach, measured: the peak CPU MFU divides by, and the reason CPU training stays fp32.
+
+No datasheet gives a virtual machine's FLOP/s: its cores are shared and its vector units are whatever the host has
+(AVX2 only, AVX-512 with bf16, AMX). So the peak is measured: `torch.mm` on square fp32 and bf16 matrices with the
+threads torch uses, the best of a few repeats, once per machine (CPU model, threads, torch version), cached in the
+asset cache (`$XTUNER_NB_CACHE/cpu_peak.json`). Measured on a busy machine it reads low and MFU high:
+`measured_cpu_peak(refresh=True)` measures again.
+
+bf16 is timed on a small matrix first: where the CPU has no bf16 instructions torch emulates them at about 0.5
+GFLOP/s (the 2-core AVX2 dev VM), and a large one would take seconds.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+SIZE = 1024  # 2 GFLOP a product: long enough to time, short enough for a first run (about 20 ms in fp32 here)
+EMULATED_BELOW = 10e9  # FLOP/s: slower than this on a small matrix, bf16 is emulated, no need for the large one
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _mm_flops(dtype: torch.dtype, n: int, repeats: int = 5) -> float:
+    a, b = torch.randn(n, n, generator=torch.Generator().manual_seed(0)).to(dtype), torch.randn(n, n).to(dtype)
+    torch.mm(a, b)  # the first call builds oneDNN's kernel for this shape
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best
+
+
+def _measure() -> dict[str, float]:
+    small = _mm_flops(torch.bfloat16, 128, repeats=3)
+    bf16 = small if small < EMULATED_BELOW else _mm_flops(torch.bfloat16, SIZE)
+    return {"float32": _mm_flops(torch.float32, SIZE), "bfloat16": bf16}
+
+
+def _cache_file() -> Path:
+    from ..assets import cache_root
+
+    return cache_root() / "cpu_peak.json"
+
+
+@functools.cache
+def _cached(key: str) -> dict[str, float]:
+    path = _cache_file()
+    try:
+        known = json.loads(path.read_text())
+    except (OSError, ValueError):
+        known = {}
+    if key not in known:
+        known[key] = _measure()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")  # ranks measuring at once each write a whole file
+        tmp.write_text(json.dumps(known, indent=1))
+        os.replace(tmp, path)
+    return known[key]
+
+
+def measured_cpu_peak(refresh: bool = False) -> dict[str, float]:
+    """{"float32": FLOP/s, "bfloat16": FLOP/s} of this CPU's matmuls with torch's current thread count."""
+    key = f"{cpu_model()} | threads={torch.get_num_threads()} | torch {torch.__version__}"
+    if refresh:
+        _cached.cache_clear()
+        path = _cache_file()
+        if path.exists():
+            known = json.loads(path.read_text())
+            known.pop(key, None)
+            path.write_text(json.dumps(known, indent=1))
+    return _cached(key)
+
+
+def cpu_precision_reason() -> str:
+    """Why the CPU default is fp32, in this machine's measured figures."""
+    peak = measured_cpu_peak()
+    fp32, bf16 = peak["float32"] / 1e9, peak["bfloat16"] / 1e9
+    if bf16 < fp32:
+        return (f"CPU default: bf16 matmuls measured {bf16:.1f} GFLOP/s here against fp32's {fp32:.0f} "
+                "(no native bf16)")
+    return (f"CPU default: bf16 matmuls measured {bf16 / fp32:.1f}x fp32's here ({bf16:.0f} against {fp32:.0f} "
+            "GFLOP/s), but the CPU bf16 path is not yet checked for loss quality; FSDPConfig(precision='bfloat16') "
+            "asks for it")
