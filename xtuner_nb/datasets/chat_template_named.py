@@ -134,7 +134,22 @@ _QWEN_TOOL_PROMPT = (
 _QWEN_TOOL_EXTRACTOR = ("<|im_start|>user\n<tool_response>\n{tool_extractor}\n</tool_response><|im_end|>\n"
                         "<|im_start|>assistant\n")
 
-CHAT_TEMPLATE_MAP: dict[str, HybridChatTemplate] = {
+class TemplateMap(dict):
+    """`CHAT_TEMPLATE_MAP`: a dict whose lookup of one of XTuner's other template names says why it is not here."""
+
+    NOT_HERE = {"gpt-oss": "GPT-OSS is a MoE model", "glm5.2": "GLM-5.2 is a MoE model",
+                **{name: f"{name} is a vision-language template" for name in (
+                    "qwen3.5-vl", "intern-s1", "internvl-3.5", "qwen3-vl", "qwen3-vl-rl")}}
+
+    def __missing__(self, name: str) -> HybridChatTemplate:
+        why = self.NOT_HERE.get(name)
+        if why is not None:
+            raise KeyError(f"chat template {name!r} is not supported by xtuner_nb: {why}, and this project trains "
+                           f"dense text models; templates here: {sorted(self)}")
+        raise KeyError(f"unknown chat template {name!r}; templates here: {sorted(self)}")
+
+
+CHAT_TEMPLATE_MAP: dict[str, HybridChatTemplate] = TemplateMap({
     "qwen3": HybridChatTemplate(
         system="<|im_start|>system\n{system}<|im_end|>\n",
         developer="<|im_start|>system\n{developer}<|im_end|>\n",
@@ -161,4 +176,4 @@ CHAT_TEMPLATE_MAP: dict[str, HybridChatTemplate] = {
         stop_words=["<｜end▁of▁sentence｜>"],
         sep="",
     ),
-}
+})

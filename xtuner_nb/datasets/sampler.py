@@ -47,7 +47,7 @@ class ParallelSampler:
         return order[self.rank: self.total_size: self.world_size]
 
     def state(self) -> dict:
-        return {"sampler": type(self).__name__, "world_size": self.world_size, "round_up": self.round_up,
+        return {"kind": type(self).__name__, "world_size": self.world_size, "round_up": self.round_up,
                 "num_samples": self.num_samples, "total_size": self.total_size, "shuffle": self.shuffle}
 
 

@@ -58,6 +58,20 @@ def tokenizer_hash(tokenizer) -> str:
     return h.hexdigest()
 
 
+def calculate_file_sha256(path) -> str:
+    """XTuner's helper: the sha256 of a file's bytes."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def calculate_xxhash(data_bytes: bytes | memoryview) -> str:
+    """XTuner's helper: the xxh64 of some bytes (needs the `xxhash` package, which `datasets` installs)."""
+    try:
+        import xxhash
+    except ImportError as e:
+        raise ImportError("calculate_xxhash needs the xxhash package: pip install xxhash") from e
+    return xxhash.xxh64(bytes(data_bytes)).hexdigest()
+
+
 def encode_texts(tokenizer, texts: list[str], _state: dict | None = None) -> list[list[int]]:
     """`[tokenizer.encode(t, add_special_tokens=False) for t in texts]`, batched through the Rust tokenizer when it
     gives the same ids (checked on the first texts, once per tokenizer)."""
@@ -70,6 +84,16 @@ def encode_texts(tokenizer, texts: list[str], _state: dict | None = None) -> lis
     if backend is not None and state.get("batch_ok"):
         return [e.ids for e in backend.encode_batch(texts, add_special_tokens=False)]
     return [tokenizer.encode(t, add_special_tokens=False) for t in texts]
+
+
+def assemble_segments(encoded: list[list[int]], segments: list[tuple[str, bool]]) -> dict:
+    """The ids of the encoded segments one after the other; labels = the ids of trained segments, -100 elsewhere."""
+    ids: list[int] = []
+    labels: list[int] = []
+    for seg_ids, (_text, trained) in zip(encoded, segments):
+        ids.extend(seg_ids)
+        labels.extend(seg_ids if trained else [IGNORE_INDEX] * len(seg_ids))
+    return {"input_ids": ids, "labels": labels, "num_tokens": len(ids)}
 
 
 class CachableTokenizeFunction:
@@ -85,12 +109,7 @@ class CachableTokenizeFunction:
         return None
 
     def assemble(self, item: Any, encoded: list[list[int]], segments: list[tuple[str, bool]]) -> dict:
-        ids: list[int] = []
-        labels: list[int] = []
-        for seg_ids, (_text, trained) in zip(encoded, segments):
-            ids.extend(seg_ids)
-            labels.extend(seg_ids if trained else [IGNORE_INDEX] * len(seg_ids))
-        return {"input_ids": ids, "labels": labels, "num_tokens": len(ids)}
+        return assemble_segments(encoded, segments)
 
     def __call__(self, item: Any, **kwargs) -> dict:
         segs = self.segments(item)
@@ -100,6 +119,15 @@ class CachableTokenizeFunction:
 
     def hash(self) -> str:
         raise NotImplementedError
+
+    def set_state(self, state: str) -> None:
+        """XTuner's "cache" / "runtime" switch; tokenization happens once here, so it changes nothing."""
+        self.state = state
+
+    def proxy_attention_flops(self, num_tokens: int, num_img_tokens: list[int] = (0,),
+                              flash_attn_block_size: int = 128) -> float:
+        """XTuner's attention-cost estimate of a sample, `round(n / 128) ** 2` (what soft packing balances)."""
+        return float(round(num_tokens / flash_attn_block_size) ** 2)
 
 
 class OpenaiTokenizeFunction(CachableTokenizeFunction):
