@@ -98,6 +98,10 @@ def test_sequence_context_of_a_pack():
     assert ctx.position_ids.tolist() == [[0, 1, 2, 0, 1]]
     both = SequenceContext.cat([ctx, ctx])
     assert both.cu_seq_lens_k.tolist() == [0, 3, 5, 8, 10] and both.input_ids.tolist() == [[5, 6, 7, 8, 9] * 2]
+    halves = both.chunk(2)
+    assert [h.cu_seq_lens_k.tolist() for h in halves] == [[0, 3, 5], [0, 3, 5]]
+    assert halves[1].input_ids.tolist() == [[5, 6, 7, 8, 9]] and int(halves[0].max_length_k) == 3
+    assert ctx.copy(num_padding=1).num_padding == 1 and ctx.copy().input_ids is ctx.input_ids
     padded = SequenceContext(torch.tensor([[1, 2, 0, 0]]), torch.tensor([0, 2, 4], dtype=torch.int32),
                              torch.tensor([0, 2, 4], dtype=torch.int32), 2, 2, num_padding=2)
     assert padded.mask.tolist() == [[True, True, False, False]] and padded.split() is padded

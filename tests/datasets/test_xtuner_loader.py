@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from xtuner_nb.datasets import (DataloaderConfig, DatasetConfig, FTDPTokenizeFnConfig, HardPackDataset,
-                                build_dataloader)
+                                LengthGroupedSampler, ParallelSampler, build_dataloader)
 
 from .conftest import chat, write_jsonl
 
@@ -56,6 +56,21 @@ def test_hard_packs_cut_xtuners_shuffled_stream_into_exact_windows(global_pack):
         tokens = [t for i in order for t in samples[i]]
         expected += tokens[: len(tokens) // 64 * 64]
     assert stream == expected
+
+
+@pytest.mark.parametrize("kind", [ParallelSampler, LengthGroupedSampler])
+def test_samplers_iterate_and_resume_as_xtuners(kind):
+    packed = HardPackDataset(_datasets(), pack_max_length=64, global_pack=True, seed=10)
+    sampler = kind(packed, 4, seed=3)
+    full = list(sampler)
+    assert full == sampler.indices(0) and len(sampler) == len(full) == math.ceil(len(packed) / 4) * 4
+    resumed = kind(packed, 4, seed=3)
+    resumed.load_state_dict(sampler.get_state_dict(total_consumed_steps=8))  # 8 packs of the epoch consumed
+    assert list(resumed) == full[8:] and list(resumed) == full  # the next iteration starts the epoch again
+    sampler.set_epoch(1)
+    assert sorted(set(sampler)) == sorted(set(full)) and list(sampler) != full
+    with pytest.raises(ValueError, match="give a seed"):
+        kind(packed, 4, seed=None, dp_rank=0, dp_size=2)
 
 
 def test_build_dataloader_over_any_datasets_gives_xtuners_batches():

@@ -95,11 +95,39 @@ class SequenceContext:
                    position_ids=torch.cat([c.position_ids for c in sequence_context_list], dim=-1),
                    inputs_embeds=torch.cat(embeds, dim=1) if embeds else None)
 
+    def chunk(self, num_chunks: int) -> list["SequenceContext"]:
+        """The samples split into `num_chunks` contexts of as many samples each (XTuner's intra-layer micro
+        batches)."""
+        n = len(self.seq_lens_q)
+        if n < num_chunks:
+            raise ValueError(f"SequenceContext.chunk: {n} samples cannot make {num_chunks} chunks")
+        per = n // num_chunks
+        q_lens = torch.chunk(self.seq_lens_q, num_chunks)
+        ids = torch.split(self.input_ids, [int(c.sum()) for c in q_lens], dim=1)
+        out = []
+        for i in range(num_chunks):
+            cu_q = self.cu_seq_lens_q[i * per: (i + 1) * per + 1] - self.cu_seq_lens_q[i * per]
+            cu_k = self.cu_seq_lens_k[i * per: (i + 1) * per + 1] - self.cu_seq_lens_k[i * per]
+            out.append(type(self)(ids[i], cu_q, cu_k, int((cu_q[1:] - cu_q[:-1]).max()),
+                                  int((cu_k[1:] - cu_k[:-1]).max()), device=self.device))
+        return out
+
+    def copy(self, **overrides) -> "SequenceContext":
+        """A shallow copy with some attributes replaced."""
+        fields = {"input_ids": self.input_ids, "cu_seq_lens_q": self.cu_seq_lens_q,
+                  "cu_seq_lens_k": self.cu_seq_lens_k, "max_length_q": self.max_length_q,
+                  "max_length_k": self.max_length_k, "num_padding": self.num_padding, "device": self.device,
+                  "position_ids": self.position_ids, "inputs_embeds": self.inputs_embeds}
+        return type(self)(**{**fields, **overrides})
+
+    def set_sp_mesh(self, sp_mesh: Any) -> "SequenceContext":
+        if sp_mesh is not None and sp_mesh.size() > 1:
+            raise NotImplementedError(f"SequenceContext.set_sp_mesh: {_SP}")
+        return self
+
     def split(self, sequence_parallel_mesh: Any = None) -> "SequenceContext":
         """Unchanged without sequence parallelism (which is not supported)."""
-        if sequence_parallel_mesh is not None and sequence_parallel_mesh.size() > 1:
-            raise NotImplementedError("SequenceContext.split: sequence parallelism is not supported by xtuner_nb")
-        return self
+        return self.set_sp_mesh(sequence_parallel_mesh)
 
     @property
     def seq_lens_q(self) -> torch.Tensor:

@@ -29,9 +29,9 @@ from .preview import label_spans, tokenize_samples
 from .sampler import LengthGroupedSampler, ParallelSampler
 from .stats import DatasetStats, LoaderStats
 from .tokenize_fn import (CachableTokenizeFunction, OpenaiTokenizeFunction, OpenaiTokenizeFunctionConfig,
-                          PretrainTokenizeFunction, PretrainTokenizeFunctionConfig, calculate_file_sha256,
-                          calculate_xxhash, tokenizer_hash)
+                          PretrainTokenizeFunction, PretrainTokenizeFunctionConfig, tokenizer_hash)
 from .unsupported import NAMES as _UNSUPPORTED
+from .utils import calculate_file_sha256, calculate_xxhash
 
 globals().update(_UNSUPPORTED)
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from .dataloader import PackedDataLoader
 from .packing import ExpandSoftPackDataset, HardPackDataset, OnePerPackDataset, PackedDatasets
-from .sampler import LengthGroupedSampler, ParallelSampler
+from .sampler import LengthGroupedSampler, ParallelSampler, dp_rank_size
 from .stats import loader_stats
 from .tokenized import show_progress
 
@@ -25,20 +25,6 @@ if TYPE_CHECKING:
     from .jsonl import JsonlDataset
 
 logger = logging.getLogger("xtuner_nb.datasets")
-
-
-def dp_rank_size(dp_mesh: Any = None, dp_rank: int | None = None, dp_size: int | None = None) -> tuple[int, int]:
-    """This rank's place among the data-parallel ranks: from XTuner's `dp_mesh` (a torch DeviceMesh: its local rank
-    and size), from `dp_rank`/`dp_size` (the Trainer's), or (0, 1)."""
-    if dp_mesh is not None:
-        rank, size = dp_mesh.get_local_rank(), dp_mesh.size()
-        if (dp_rank is not None and dp_rank != rank) or (dp_size is not None and dp_size != size):
-            raise ValueError(f"dp_mesh says rank {rank} of {size}, dp_rank/dp_size say {dp_rank} of {dp_size}")
-        return rank, size
-    rank, size = dp_rank or 0, dp_size or 1
-    if not 0 <= rank < size:
-        raise ValueError(f"need 0 <= dp_rank < dp_size (got rank {rank}, size {size})")
-    return rank, size
 
 
 def resolve_pad_token_id(cfg_pad: int | None, tokenizer) -> int:
@@ -118,9 +104,11 @@ def make_loader(cfg: "DataloaderConfig", datasets: list, global_batch_size: int 
         if not shuffle:
             raise ValueError("group_by_length=True orders the packs by a seeded shuffle: shuffle=False needs "
                              "group_by_length=False (as XTuner)")
-        sampler = LengthGroupedSampler(packed.longest, gbs, dp_rank, dp_size, seed, cfg.round_up)
+        sampler = LengthGroupedSampler(packed, gbs, seed=seed, round_up=cfg.round_up, dp_rank=dp_rank,
+                                       dp_size=dp_size)
     else:
-        sampler = ParallelSampler(len(packed), gbs, dp_rank, dp_size, seed, cfg.round_up, shuffle=shuffle)
+        sampler = ParallelSampler(packed, gbs, shuffle=shuffle, seed=seed, round_up=cfg.round_up, dp_rank=dp_rank,
+                                  dp_size=dp_size)
     stats = loader_stats(packed, cfg.pack_level, math.ceil(sampler.num_samples / micro_batch_size))
     if stats.cut_to_pack_max_length:
         logger.warning("%d of %d samples are longer than pack_max_length=%d and were cut to it (longest: %d "

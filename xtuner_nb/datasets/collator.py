@@ -78,6 +78,18 @@ def collate_pack(items: list[dict[str, Any]] | dict[str, Any], pack_max_length: 
     return pack
 
 
+def collator_by_name(name: str):
+    """The collate function a `DataloaderConfig.collator` names: 'sft_llm_collator', 'fake_collator' or the dotted
+    path of a function (XTuner's rule)."""
+    import pydoc
+
+    fn = {"sft_llm_collator": sft_llm_collator, "fake_collator": fake_collator}.get(name) or pydoc.locate(name)
+    if not callable(fn):
+        raise ValueError(f"collator {name!r} is neither 'sft_llm_collator', 'fake_collator' nor an importable "
+                         "function")
+    return fn
+
+
 def _fit(items: list[dict[str, Any]], pack_max_length: int) -> list[dict[str, Any]]:
     """Drop trailing samples (or cut a lone sample) when a pack exceeds pack_max_length (planned packs never do)."""
     total = sum(int(it["num_tokens"]) for it in items)

@@ -144,6 +144,12 @@ class DataloaderConfig(XConfig):
             out.append({"dataset": ds, "tokenize_fn": fn})
         return out
 
+    def build_collator(self):
+        """The collate function `collator` names (called with the packs of a batch and the padding settings)."""
+        from .collator import collator_by_name
+
+        return collator_by_name(self.collator)
+
     def build(self, tokenizer, dp_mesh: Any = None, global_batch_size: int | None = None, micro_batch_size: int = 1,
               seed: int = 42, shuffle: bool = True, total_step: int | None = None, *, dp_rank: int | None = None,
               dp_size: int | None = None, progress: bool | None = None) -> "PackedDataLoader":
@@ -151,7 +157,8 @@ class DataloaderConfig(XConfig):
         rank, the epoch rounded up to whole `global_batch_size`s (None: `micro_batch_size` times the ranks). The
         rank comes from XTuner's `dp_mesh` or from `dp_rank`/`dp_size`; `total_step` has no effect (as in XTuner
         outside its preset sampler); `tokenizer=None` is XTuner's byte-level toy tokenizer."""
-        from .build import build_datasets, dp_rank_size, make_loader, resolve_pad_token_id
+        from .build import build_datasets, make_loader, resolve_pad_token_id
+        from .sampler import dp_rank_size
 
         rank, size = dp_rank_size(dp_mesh, dp_rank, dp_size)
         if tokenizer is None:  # as XTuner's Trainer without tokenizer_path

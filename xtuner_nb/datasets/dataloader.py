@@ -13,12 +13,11 @@ from __future__ import annotations
 import inspect
 import logging
 import math
-import pydoc
 from typing import Any, Iterator
 
 import numpy as np
 
-from .collator import fake_collator, sft_llm_collator
+from .collator import collator_by_name
 from .packing import PackedDatasets, PackPlan
 from .sampler import ParallelSampler
 from .stats import LoaderStats
@@ -71,6 +70,7 @@ class PackedDataLoader:
     # ---- epochs and resume ---------------------------------------------------------------------------------------
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
+        self.sampler.set_epoch(self.epoch)
         self._step = self._resume_step = 0
 
     def _packs_per_batch(self) -> int:
@@ -79,18 +79,20 @@ class PackedDataLoader:
     def get_state_dict(self) -> dict[str, Any]:
         """Where this epoch stands, in XTuner's layout and this project's (see the module docstring)."""
         consumed = self._step * self._packs_per_batch()
-        sampler = self.sampler.state()
-        return {"sampler": {**sampler, "epoch": self.epoch, "step": consumed % max(self.sampler.total_size, 1)},
-                "dataset": self.dataset.get_state_dict(), "total_consumed_samples": self._total_consumed,
+        sampler = {**self.sampler.get_state_dict(consumed), "epoch": self.epoch}
+        return {"sampler": sampler, "dataset": self.dataset.get_state_dict(),
+                "total_consumed_samples": self._total_consumed,
                 "epoch": self.epoch, "step": self._step, "consumed_packs": consumed, "seed": self.seed,
                 "global_batch_size": self.global_batch_size, "micro_batch_size": self.micro_batch_size,
                 "num_packs": self.num_packs, "plan_fingerprint": self.plan.fingerprint(),
-                **{k: v for k, v in sampler.items() if k != "kind"}}
+                **{k: v for k, v in sampler.items() if k not in ("epoch", "step")}}
 
     state_dict = get_state_dict  # this project's name (the Trainer's checkpoints)
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Continue where `state` was taken: the next iterator yields exactly the remaining batches of its epoch."""
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Continue where the state was taken: the next iterator yields exactly the remaining batches of its
+        epoch."""
+        state = state_dict
         for key, mine in (("seed", self.seed), ("global_batch_size", self.global_batch_size),
                           ("num_packs", self.num_packs), ("plan_fingerprint", self.plan.fingerprint())):
             if key in state and state[key] != mine:
@@ -108,6 +110,7 @@ class PackedDataLoader:
                 logger.warning("resuming %d packs into epoch %d, not a whole number of batches of %d packs: "
                                "starting at the batch before", int(sampler["step"]), self.epoch,
                                self._packs_per_batch())
+        self.sampler.set_epoch(self.epoch)
         self._resume_step = self._step
         self._total_consumed = int(state.get("total_consumed_samples", self._step * self._packs_per_batch()))
         saved_group, group = state.get("group_size", sampler.get("group_size")), getattr(self.sampler, "group_size",
@@ -155,10 +158,7 @@ class PackedDataLoader:
 
 
 def _resolve_collator(name: str, pack_max_length: int, pad_id: int, pack_to_max_length: bool):
-    fn = {"sft_llm_collator": sft_llm_collator, "fake_collator": fake_collator}.get(name) or pydoc.locate(name)
-    if not callable(fn):
-        raise ValueError(f"collator {name!r} is neither 'sft_llm_collator', 'fake_collator' nor an importable "
-                         "function")
+    fn = collator_by_name(name)
     kwargs = {"pack_max_length": pack_max_length, "padding_token_idx": pad_id}
     if "pack_to_max_length" in inspect.signature(fn).parameters:
         kwargs["pack_to_max_length"] = pack_to_max_length

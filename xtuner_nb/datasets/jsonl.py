@@ -146,8 +146,10 @@ class JsonlDataset:
 
     @property
     def proxy_attn_flops(self) -> np.ndarray:
-        """XTuner's attention cost of each sample, `round(n / 128) ** 2` (what soft packing balances)."""
-        return np.rint(self.num_tokens / 128).astype(np.int64) ** 2
+        """XTuner's attention cost of each sample (`packing.attention_cost`)."""
+        from .packing import attention_cost
+
+        return attention_cost(self.num_tokens)
 
     @property
     def loss_counts(self) -> np.ndarray:

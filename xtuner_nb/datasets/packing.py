@@ -64,9 +64,10 @@ def _from_packs(packs: list[list[int]], lengths: np.ndarray, longest: list[int],
     return PackPlan(ptr, sample, np.zeros_like(sample), end, np.asarray(longest, dtype=np.int64))
 
 
-def _costs(lengths: np.ndarray) -> list[int]:
-    """`round(n / 128) ** 2` per sample (round half to even, like Python's round)."""
-    return (np.rint(lengths / FLASH_ATTN_BLOCK).astype(np.int64) ** 2).tolist()
+def attention_cost(lengths, block: int = FLASH_ATTN_BLOCK) -> np.ndarray:
+    """XTuner's proxy of a sample's attention FLOPs, `round(n / 128) ** 2` (round half to even, like Python's
+    round): what soft packing balances between packs and the length-grouped sampler sorts by."""
+    return np.rint(np.asarray(lengths) / block).astype(np.int64) ** 2
 
 
 def _soft_chunk(inds: list[int], lengths: list[int], costs: list[int], target: int, extra: int, out: list,
@@ -123,7 +124,7 @@ def plan_soft(lengths: np.ndarray, groups: list[np.ndarray], pack_max_length: in
 
         bar = tqdm(total=int(sum(len(x) for x in groups)), desc="Packing", unit="samples", leave=False)
     length_list = lengths.tolist()
-    costs = _costs(lengths) if costs is None else np.asarray(costs).tolist()
+    costs = (attention_cost(lengths) if costs is None else np.asarray(costs)).tolist()
     for group in groups:
         perm = group[torch.randperm(len(group), generator=g).numpy()].tolist()
         for c in range(0, len(perm), pack_chunk_size):
@@ -220,11 +221,11 @@ class PackedDatasets:
     def get_state_dict(self) -> dict:
         return {"pack_max_length": self.pack_max_length, "seed": self.seed, "global_pack": self.global_pack}
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state_dict: dict) -> None:
         for key, mine in self.get_state_dict().items():
-            if key in state and state[key] != mine:
-                raise ValueError(f"cannot resume the packed data: {key} was {state[key]!r} in the checkpoint but is "
-                                 f"{mine!r} now (the packs would differ)")
+            if key in state_dict and state_dict[key] != mine:
+                raise ValueError(f"cannot resume the packed data: {key} was {state_dict[key]!r} in the checkpoint "
+                                 f"but is {mine!r} now (the packs would differ)")
 
 
 def _flops(datasets, lengths: np.ndarray) -> np.ndarray | None:

@@ -58,20 +58,6 @@ def tokenizer_hash(tokenizer) -> str:
     return h.hexdigest()
 
 
-def calculate_file_sha256(path) -> str:
-    """XTuner's helper: the sha256 of a file's bytes."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def calculate_xxhash(data_bytes: bytes | memoryview) -> str:
-    """XTuner's helper: the xxh64 of some bytes (needs the `xxhash` package, which `datasets` installs)."""
-    try:
-        import xxhash
-    except ImportError as e:
-        raise ImportError("calculate_xxhash needs the xxhash package: pip install xxhash") from e
-    return xxhash.xxh64(bytes(data_bytes)).hexdigest()
-
-
 def encode_texts(tokenizer, texts: list[str], _state: dict | None = None) -> list[list[int]]:
     """`[tokenizer.encode(t, add_special_tokens=False) for t in texts]`, batched through the Rust tokenizer when it
     gives the same ids (checked on the first texts, once per tokenizer)."""
@@ -99,8 +85,10 @@ def assemble_segments(encoded: list[list[int]], segments: list[tuple[str, bool]]
 class CachableTokenizeFunction:
     """Base of tokenize functions. Subclasses implement `__call__` (and `hash`), or `segments` + `assemble`."""
 
-    def __init__(self, tokenizer):
+    def __init__(self, tokenizer, *args, llm_pack_weight: float = 1.0, visual_pack_weight: float = 0.0, **kwargs):
         self.tokenizer = tokenizer
+        # XTuner's weights of the text and image tokens in the attention-cost estimate; text only here
+        self.llm_pack_weight, self.visual_pack_weight = llm_pack_weight, visual_pack_weight
         self.state = "cache"  # XTuner's attribute; here tokenization happens once, at build
         self._encode_state: dict = {}
 
@@ -126,8 +114,13 @@ class CachableTokenizeFunction:
 
     def proxy_attention_flops(self, num_tokens: int, num_img_tokens: list[int] = (0,),
                               flash_attn_block_size: int = 128) -> float:
-        """XTuner's attention-cost estimate of a sample, `round(n / 128) ** 2` (what soft packing balances)."""
-        return float(round(num_tokens / flash_attn_block_size) ** 2)
+        """XTuner's attention-cost estimate of a sample (`packing.attention_cost`), its image tokens weighed by
+        `visual_pack_weight`."""
+        from .packing import attention_cost
+
+        images = sum((n / flash_attn_block_size) ** 2 for n in num_img_tokens)
+        text = int(attention_cost([num_tokens], flash_attn_block_size)[0])
+        return self.llm_pack_weight * text + self.visual_pack_weight * images
 
 
 class OpenaiTokenizeFunction(CachableTokenizeFunction):

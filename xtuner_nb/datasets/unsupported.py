@@ -6,6 +6,8 @@ from .._unsupported import unsupported_names
 _VL = "vision-language data is not supported (this project trains dense text models)"
 _PRESET = ("XTuner's preset packs and sampler replay an order saved by an offline tool; not implemented (use "
            "pack_level='soft' or 'hard')")
+_LONG_TEXT = ("XTuner's chunked tokenization of very long pretraining texts is not implemented; "
+              "PretrainTokenizeFunctionConfig tokenizes each text whole")
 
 NAMES = unsupported_names(__name__, {
     "PresetPackDataset": _PRESET, "PresetSampler": _PRESET,
@@ -13,9 +15,6 @@ NAMES = unsupported_names(__name__, {
     "MLLMPretrainHybridPackDataset": _VL, "VLMJsonlDataset": _VL, "InternS1VLTokenizeFnConfig": _VL,
     "InternS1VLTokenizeFunction": _VL, "Qwen3VLTokenizeFnConfig": _VL, "Qwen3VLTokenizeFunction": _VL,
     "intern_s1_vl_sft_collator": _VL, "qwen3_vl_sft_collator": _VL,
-    "LongTextPretrainTokenizeFunction": "XTuner's chunked tokenization of very long pretraining texts is not "
-                                        "implemented; PretrainTokenizeFunctionConfig tokenizes each text whole",
-    "LongTextPretrainTokenizeFunctionConfig": "XTuner's chunked tokenization of very long "
-                                              "pretraining texts is not implemented; use PretrainTokenizeFunctionConfig",
+    "LongTextPretrainTokenizeFunction": _LONG_TEXT, "LongTextPretrainTokenizeFunctionConfig": _LONG_TEXT,
     "RLTokenizeFnConfig": "RL data is not supported", "RLTextTokenizeFnConfig": "RL data is not supported",
 })
