@@ -1,7 +1,9 @@
 """Run XTuner v1's own CPU-runnable dense-SFT tests against xtuner_nb, as an XTuner user would: the test files are
 copied from an InternLM/xtuner checkout into a temporary folder, `xtuner.v1` is renamed `xtuner_nb` in the copies,
 and the tokenizer variables point at the official Qwen3 tokenizer (`xtuner_nb.assets.qwen3_tokenizer_dir()`).
-Nothing of XTuner's is kept in this repository.
+`QWEN3_VL_DENSE_PATH` is an instruct model in XTuner's CI ("We need instruct model"): it points at a copy of the
+official tokenizer whose template drops the hybrid model's empty think block (`instruct_tokenizer_dir`); with the
+hybrid template XTuner itself fails `test_qwen3_tool_template`. Nothing of XTuner's is kept in this repository.
 
     git clone https://github.com/InternLM/xtuner /tmp/xtuner   # the commit of tools/xtuner_v1_names.json
     pip install parametrize jsonlines                          # what XTuner's tests import
@@ -17,6 +19,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -33,8 +36,17 @@ TESTS = [
     "tests/datasets/test_dataloader.py::test_dataloader_resume_single_process",
 ]
 RESOURCES = ["tests/resource/openai_sft.jsonl"]
-# the variables XTuner's test modules read at import; all point at the official Qwen3 tokenizer
-TOKENIZER_VARS = ("QWEN3_PATH", "QWEN3_VL_DENSE_PATH", "GPT_OSS_MINI_PATH", "DEEPSEEK_V3_PATH")
+# the variables XTuner's test modules read at import; all point at the official Qwen3 tokenizer, the instruct one
+# at its instruct-style copy
+TOKENIZER_VARS = ("QWEN3_PATH", "GPT_OSS_MINI_PATH", "DEEPSEEK_V3_PATH")
+INSTRUCT_TOKENIZER_VARS = ("QWEN3_VL_DENSE_PATH",)
+# The hybrid Qwen3 template opens an assistant turn after the last user query with `<think>\n...\n</think>\n\n`,
+# empty when the turn has no reasoning; an instruct Qwen3 template (2507) opens every assistant turn plainly.
+_PLAIN_OPENING = r"\s*\{\{- '<\|im_start\|>' \+ message\.role \+ '\\n' \+ content \}\}\s*"
+HYBRID_ASSISTANT_OPENING = re.compile(  # if after the last query: (if: think block, else: plain), else: plain
+    r"\{%- if loop\.index0 > ns\.last_query_index %\}\s*\{%- if [^%]*%\}\s*\{\{-[^}]*'\\n</think>\\n\\n'[^}]*\}\}\s*"
+    r"\{%- else %\}" + _PLAIN_OPENING + r"\{%- endif %\}\s*\{%- else %\}" + _PLAIN_OPENING + r"\{%- endif %\}")
+INSTRUCT_ASSISTANT_OPENING = "{{- '<|im_start|>' + message.role + '\\n' + content }}"
 
 
 def read(src: argparse.Namespace, rel: str) -> str:
@@ -42,6 +54,23 @@ def read(src: argparse.Namespace, rel: str) -> str:
         return (src.checkout / rel).read_text(encoding="utf-8")
     return subprocess.run(["git", "-C", str(src.git_dir), "show", f"{src.commit}:{rel}"], check=True,
                           capture_output=True, text=True).stdout
+
+
+def instruct_tokenizer_dir(hybrid: Path, into: Path) -> Path:
+    """A copy of the hybrid Qwen3 tokenizer folder whose chat template opens assistant turns as an instruct Qwen3
+    does (no think block); everything else in the template and the tokenizer is unchanged."""
+    into.mkdir()
+    for f in hybrid.iterdir():
+        if f.is_file():
+            shutil.copy(f, into / f.name)
+    config = json.loads((hybrid / "tokenizer_config.json").read_text(encoding="utf-8"))
+    template, n = HYBRID_ASSISTANT_OPENING.subn(lambda _m: INSTRUCT_ASSISTANT_OPENING, config["chat_template"])
+    if n != 1:
+        raise RuntimeError(f"{hybrid / 'tokenizer_config.json'}: chat_template has {n} hybrid assistant openings, "
+                           "expected 1 (the official Qwen3 template changed?)")
+    config["chat_template"] = template
+    (into / "tokenizer_config.json").write_text(json.dumps(config, ensure_ascii=False, indent=2), encoding="utf-8")
+    return into
 
 
 def main() -> int:
@@ -66,7 +95,9 @@ def main() -> int:
                 text = re.sub(r"\bxtuner\.v1\b", "xtuner_nb", text)
             (Path(tmp) / rel).parent.mkdir(parents=True, exist_ok=True)
             (Path(tmp) / rel).write_text(text, encoding="utf-8")
+        instruct = str(instruct_tokenizer_dir(Path(tokenizer), Path(tmp) / "qwen3-instruct-tokenizer"))
         env = {**os.environ, **dict.fromkeys(TOKENIZER_VARS, tokenizer),
+               **dict.fromkeys(INSTRUCT_TOKENIZER_VARS, instruct),
                "PYTHONPATH": os.pathsep.join(x for x in (str(ROOT), a.python_path, os.environ.get("PYTHONPATH"))
                                              if x)}
         proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rfE",
