@@ -1,7 +1,10 @@
 """Write the generated tables of docs/en/xtuner_compat.md and docs/zh_cn/xtuner_compat.md.
 
 One row per XTuner v1 public name (from `tools/xtuner_v1_names.json`, read from XTuner's source) compared with this
-code base (imported): module paths, package names, config fields with their defaults, and `xtuner sft` CLI flags.
+code base (imported): module paths, package names, the public methods of its classes, config fields with their
+defaults, and `xtuner sft` CLI flags. A callable is "same" only when its signature is (parameter names, order,
+kinds, defaults: `compat_signatures.py`); "compatible, extended" when every XTuner call binds the same way here.
+A name importable here that refuses to be used (`xtuner_nb._unsupported`) is "not supported" with its reason.
 A field's status comes from the field itself: `refused_unless_default` fields are "not supported" with their reason,
 `compat_field` fields are "accepted, no effect" with theirs (both markers of `xtuner_nb.config.base`), a different
 default is "different".
@@ -20,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from compat_notes_zh_cn import NOTES_ZH_CN  # tools/ is on the path: run as a script, or imported by the test
+from compat_signatures import DIFFERENT_NOTE, EXTENDED_NOTE, compare, our_params
 
 ROOT = Path(__file__).resolve().parents[1]
 NAMES = json.loads((ROOT / "tools" / "xtuner_v1_names.json").read_text(encoding="utf-8"))
@@ -35,6 +39,7 @@ CLASS_MAP = {
     "xtuner.v1.train.trainer.LoadCheckpointConfig": "xtuner_nb.train.LoadCheckpointConfig",
     "xtuner.v1.train.trainer.TrainerConfig": "xtuner_nb.train.TrainerConfig",
     "xtuner.v1.train.trainer.HooksConfig": "xtuner_nb.train.HooksConfig",
+    "xtuner.v1.datasets.dataloader.Dataloader": "xtuner_nb.datasets.PackedDataLoader",
 }
 SKIP_CLASSES = {"xtuner.v1.train.arguments.arguments.TrainingArguments"}  # its fields are the CLI flag rows
 
@@ -84,6 +89,8 @@ IMPLEMENTED_DIFFERENTLY = {
     ("MHAConfig", "attn_impl"): "flash_attention / flex_attention / eager_attention all run the packed varlen "
                                 "attention (flash kernel on CUDA, per-sample SDPA on CPU); sdpa / eager / varlen are "
                                 "this project's names",
+    ("DataloaderConfig", "round_up"): "False keeps every pack, the last global batch may be short (XTuner drops the "
+                                      "packs after the last whole global batch)",
     ("FSDPConfig", "torch_compile"): "default True is logged as not applied (eager layers); set explicitly, each "
                                      "decoder layer is compiled",
 }
@@ -99,19 +106,45 @@ MISSING_NAME_WHY = [
     (r"VL|Intern|Vision|MLLM|mllm|vl_|Qwen3_5|GptOss|Glm|DeepSeek|Qwen2",
      "dense text models only (Qwen3, Qwen2/Qwen2.5, Llama)"),
     (r"RL|LogProb|MTP", "RL and multi-token prediction are not supported"),
-    (r"FTDP|Ftdp", "XTuner's internal FTDP data format is not supported; use OpenAI messages jsonl"),
     (r"Muon|GenerateConfig", "not implemented (see the config rows)"),
 ]
-STATUS = {"en": {"same": "same", "different": "different", "no effect": "accepted, no effect",
-                 "refused": "not supported", "missing": "missing"},
-          "zh_cn": {"same": "相同", "different": "不同", "no effect": "接受，无作用", "refused": "不支持",
-                    "missing": "没有"}}
+# XTuner methods with no counterpart here, by pattern of their dotted path -> why
+MISSING_METHOD_WHY = [
+    (r"JsonlDataset\.count_(offsets|tokens)$", "XTuner's steps of reading a file (byte offsets, then token counts); "
+                                               "here a file is tokenized once when the dataset is built"),
+    (r"PackDataset\.get_pack_infos$", "XTuner's packing step; here the packs are planned by datasets.packing.plan_soft"),
+    (r"\.(eager_mode|chunk_mode)$", "XTuner's two loss kernels; here loss_cfg.mode picks one inside forward"),
+    (r"Trainer\.build_(engine|lr_scheduler)$", "XTuner's build steps (its TrainEngine); the Trainer builds its parts "
+                                              "in xtuner_nb.train.build"),
+    (r"OptimConfig\.build$", "the base class has no build here; AdamWConfig.build(params) builds the optimizer"),
+    (r"standardize_rope_params$", "a no-op in XTuner (for transformers' RoPE helpers); RoPE parameters come from "
+                                  "rope_parameters_cfg here"),
+    (r"SequenceContext\.packed_causal_query_ranges$", "used by XTuner's sequence-parallel attention, which is not "
+                                                      "implemented"),
+    (r"HybridChatTemplate\.decorate_(files|functions|function_call|function_result|code_interpreter\w*)$",
+     "XTuner's agent fields (functions, code interpreter) are not in this template class"),
+]
+# callables whose signature differs for a reason the two signatures alone do not tell -> the note
+CALLABLE_NOTES = {
+    "xtuner.v1.train.Trainer": "keyword arguments only, as XTuner's; each is a TrainerConfig field (its rows compare "
+                               "them), `backend=` is `dist_backend`; here also `hooks=` and `show_dashboard=`",
+    "xtuner.v1.datasets.dataloader.Dataloader": "built by build_dataloader or DataloaderConfig.build, as XTuner's; "
+                                                "XTuner's class passes its arguments on to torch's DataLoader",
+    "xtuner.v1.datasets.DatasetConfig.build": "returns one tokenized file per data file of anno_path (XTuner: one "
+                                              "JsonlDataset); build_datasets gives XTuner's JsonlDatasets",
+}
+STATUS = {"en": {"same": "same", "extended": "compatible, extended", "different": "different",
+                 "no effect": "accepted, no effect", "refused": "not supported", "missing": "missing"},
+          "zh_cn": {"same": "相同", "extended": "兼容（有扩展）", "different": "不同", "no effect": "接受，无作用",
+                    "refused": "不支持", "missing": "没有"}}
 # Notes built from a template with values -> the zh_cn template; a `reason` is translated through NOTES_ZH_CN, the
 # default values are code and stay as they are
 REFUSED_NOTE = "only XTuner's default; {reason}"
 DEFAULT_NOTE = "default {ours} here, `{theirs}` in XTuner"
 NOTE_TEMPLATES_ZH_CN = {REFUSED_NOTE: "仅接受 XTuner 的默认值；{reason}",
-                        DEFAULT_NOTE: "这里默认为 {ours}，XTuner 中为 `{theirs}`"}
+                        DEFAULT_NOTE: "这里默认为 {ours}，XTuner 中为 `{theirs}`",
+                        EXTENDED_NOTE: "XTuner 为 `{theirs}`，这里为 `{ours}`",
+                        DIFFERENT_NOTE: "参数不同：XTuner 为 `{theirs}`，这里为 `{ours}`"}
 HEADER = {"en": "| XTuner v1 name | Kind | Here | Notes |\n|---|---|---|---|",
           "zh_cn": "| XTuner v1 名称 | 类别 | 本项目 | 说明 |\n|---|---|---|---|"}
 
@@ -212,9 +245,75 @@ def field_rows() -> list[tuple[str, str, str, str]]:
     return rows
 
 
+def unsupported_why(obj: Any) -> str | None:
+    """The reason of one of XTuner's names that is importable here and refuses to be used (`xtuner_nb._unsupported`)."""
+    from xtuner_nb._unsupported import WHY_ATTR
+
+    return getattr(obj, WHY_ATTR, None) if isinstance(obj, type) else None
+
+
+def signature_status(path: str, owner: Any, name: str | None, obj: Any) -> tuple[str, str]:
+    """(status, note) of one of XTuner's public callables (`path` in NAMES["signatures"]) against `obj` here."""
+    ns = namespace()
+
+    def equal(theirs: Any, mine: Any) -> bool:
+        try:
+            return plain(theirs) == plain(mine)
+        except Exception:  # noqa: BLE001 - values that do not compare
+            return False
+
+    mine = our_params(owner, name, obj)
+    if mine is None:
+        return "different", "no signature to compare"
+    status, note = compare(NAMES["signatures"][path]["params"], mine, lambda e: eval_default(e, ns), equal)
+    return (status, CALLABLE_NOTES[path]) if path in CALLABLE_NOTES and status != "same" else (status, note)
+
+
+def name_status(path: str, obj: Any) -> tuple[str, str]:
+    """A package name that exists here: refused with its reason, or its signature against XTuner's, or "same"
+    (config classes: their fields have rows of their own)."""
+    why = unsupported_why(obj)
+    if why is not None:
+        return "refused", why
+    info = NAMES["signatures"].get(path)
+    if info is None or info["kind"] == "method":
+        return "same", ""
+    return signature_status(path, None, None, obj)
+
+
+def method_rows() -> list[tuple[str, str, str, str]]:
+    """The public methods of XTuner's classes whose class exists here (and is not refused)."""
+    rows = []
+    for path, info in NAMES["signatures"].items():
+        owner_path, _, name = path.rpartition(".")
+        if info["kind"] != "method":
+            continue
+        owner = resolve(ours(owner_path))
+        if owner is None or unsupported_why(owner) is not None:
+            continue  # the class row says it
+        method = getattr(owner, name, None)
+        if method is None:
+            why = next((w for pat, w in MISSING_METHOD_WHY if re.search(pat, path)), "not implemented")
+            rows.append((f"`{path}`", "method", "refused" if why != "not implemented" else "missing", why))
+        else:
+            rows.append((f"`{path}`", "method", *signature_status(path, owner, name, method)))
+    return rows
+
+
+def extra_class_rows() -> list[tuple[str, str, str, str]]:
+    """XTuner classes outside the packages' names whose signatures are compared (e.g. its Dataloader)."""
+    rows = []
+    for path, info in NAMES["signatures"].items():
+        if info["kind"] == "class" and path in CLASS_MAP:
+            obj = resolve(CLASS_MAP[path])
+            status = signature_status(path, None, None, obj) if obj is not None else ("missing", "not implemented")
+            rows.append((f"`{path}`", "class", status[0], status[1] or f"`{CLASS_MAP[path]}`"))
+    return rows
+
+
 def module_rows() -> list[tuple[str, str, str, str]]:
     rows = []
-    modules = sorted(set(NAMES["packages"]) | {c["module"] for c in NAMES["classes"].values()})
+    modules = sorted(set(NAMES["packages"]) | set(NAMES["modules"]) | {c["module"] for c in NAMES["classes"].values()})
     for mod in modules:
         if mod == "xtuner.v1.train.arguments.arguments":
             rows.append((f"`{mod}`", "module", "different", "the CLI flags are parsed in `xtuner_nb.train.cli`"))
@@ -225,7 +324,7 @@ def module_rows() -> list[tuple[str, str, str, str]]:
         mod = importlib.import_module(pkg.replace("xtuner.v1.", "xtuner_nb."))
         for n in names:
             if hasattr(mod, n):
-                rows.append((f"`{pkg}.{n}`", "name", "same", ""))
+                rows.append((f"`{pkg}.{n}`", "name", *name_status(f"{pkg}.{n}", getattr(mod, n))))
             else:
                 why = next((w for pat, w in MISSING_NAME_WHY if re.search(pat, n)), "not implemented")
                 rows.append((f"`{pkg}.{n}`", "name", "refused", why))
@@ -280,7 +379,7 @@ def cli_rows() -> list[tuple[str, str, str, str]]:
 
 
 def all_rows() -> list[tuple[str, str, str, str]]:
-    return module_rows() + field_rows() + preset_rows() + cli_rows()
+    return module_rows() + extra_class_rows() + method_rows() + field_rows() + preset_rows() + cli_rows()
 
 
 def template_values(template: str, note: str) -> dict[str, str] | None:

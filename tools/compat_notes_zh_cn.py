@@ -10,14 +10,71 @@ from __future__ import annotations
 NOTES_ZH_CN: dict[str, str] = {
     # modules, package names, presets, the CLI
     "the CLI flags are parsed in `xtuner_nb.train.cli`": "命令行参数在 `xtuner_nb.train.cli` 中解析",
+    # XTuner names importable here that refuse to be used (xtuner_nb._unsupported), and methods with no counterpart
+    "GLM-5.2 is a MoE model; this project trains dense text models (use ChatMessages)":
+        "GLM-5.2 是 MoE 模型；本项目训练稠密文本模型（请用 ChatMessages）",
+    "Qwen3.5 is a vision-language model; this project trains dense text models (use ChatMessages)":
+        "Qwen3.5 是视觉语言模型；本项目训练稠密文本模型（请用 ChatMessages）",
+    "RL data is not supported": "不支持 RL 数据",
+    "vision-language data is not supported (this project trains dense text models)":
+        "不支持视觉语言数据（本项目训练稠密文本模型）",
+    "XTuner's chunked tokenization of very long pretraining texts is not implemented; PretrainTokenizeFunctionConfig "
+    "tokenizes each text whole":
+        "未实现 XTuner 对超长预训练文本的分块 tokenize；PretrainTokenizeFunctionConfig 对每条文本整体 tokenize",
+    "XTuner's debug packing (pack_level='__legacy'); use ExpandSoftPackDataset":
+        "XTuner 的调试用打包方式（pack_level='__legacy'）；请用 ExpandSoftPackDataset",
+    "XTuner's preset packs and sampler replay an order saved by an offline tool; not implemented (use "
+    "pack_level='soft' or 'hard')":
+        "XTuner 的预设打包与采样器重放离线工具保存的顺序；未实现（请用 pack_level='soft' 或 'hard'）",
+    "XTuner's older template class (with meta_instruction); every template here is a HybridChatTemplate: use "
+    "CHAT_TEMPLATE_MAP[name] or HybridChatTemplate(...)":
+        "XTuner 较旧的模板类（带 meta_instruction）；这里的模板都是 HybridChatTemplate：请用 "
+        "CHAT_TEMPLATE_MAP[name] 或 HybridChatTemplate(...)",
+    "float8 training needs XTuner's FP8 GEMM kernels (AdaptiveGEMM, Triton) and a GPU with FP8 tensor cores "
+    "(compute capability 8.9 or newer); it is not implemented here, train in bf16":
+        "float8 训练需要 XTuner 的 FP8 GEMM 内核（AdaptiveGEMM、Triton）和带 FP8 张量核心的 GPU（计算能力 8.9 "
+        "及以上）；这里未实现，请用 bf16 训练",
+    "it caches DeepSeek sparse-attention top-k indices between the layers of MoE models, which are not supported "
+    "(dense models only)":
+        "它在 MoE 模型的层之间缓存 DeepSeek 稀疏注意力的 top-k 索引，而这里不支持 MoE 模型（仅支持稠密模型）",
+    "XTuner's agent fields (functions, code interpreter) are not in this template class":
+        "这个模板类没有 XTuner 的智能体字段（functions、代码解释器）",
+    "XTuner's build steps (its TrainEngine); the Trainer builds its parts in xtuner_nb.train.build":
+        "XTuner 的构建步骤（其 TrainEngine）；这里的 Trainer 在 xtuner_nb.train.build 中构建各部分",
+    "XTuner's packing step; here the packs are planned by datasets.packing.plan_soft":
+        "XTuner 的打包步骤；这里由 datasets.packing.plan_soft 规划打包",
+    "XTuner's steps of reading a file (byte offsets, then token counts); here a file is tokenized once when the "
+    "dataset is built":
+        "XTuner 读取文件的步骤（先算字节偏移，再数 token）；这里在构建数据集时对文件只 tokenize 一次",
+    "XTuner's two loss kernels; here loss_cfg.mode picks one inside forward":
+        "XTuner 的两种 loss 计算方式；这里由 loss_cfg.mode 在 forward 中选择",
+    "a no-op in XTuner (for transformers' RoPE helpers); RoPE parameters come from rope_parameters_cfg here":
+        "在 XTuner 中是空操作（为 transformers 的 RoPE 工具函数而设）；这里 RoPE 参数来自 rope_parameters_cfg",
+    "the base class has no build here; AdamWConfig.build(params) builds the optimizer":
+        "这里的基类没有 build；由 AdamWConfig.build(params) 构建优化器",
+    "used by XTuner's sequence-parallel attention, which is not implemented": "用于 XTuner 的序列并行注意力，这里未实现",
+    "False keeps every pack, the last global batch may be short (XTuner drops the packs after the last whole "
+    "global batch)":
+        "为 False 时保留所有打包，最后一个全局批次可能不满（XTuner 丢弃最后一个完整全局批次之后的打包）",
+    # callables whose signatures differ for a reason the signatures alone do not tell
+    "built by build_dataloader or DataloaderConfig.build, as XTuner's; XTuner's class passes its arguments on to "
+    "torch's DataLoader":
+        "与 XTuner 一样由 build_dataloader 或 DataloaderConfig.build 构建；XTuner 的类把参数原样传给 torch 的 "
+        "DataLoader",
+    "keyword arguments only, as XTuner's; each is a TrainerConfig field (its rows compare them), `backend=` is "
+    "`dist_backend`; here also `hooks=` and `show_dashboard=`":
+        "与 XTuner 一样只接受关键字参数；每个都是 TrainerConfig 的字段（由其各行比较），`backend=` 即 "
+        "`dist_backend`；这里另有 `hooks=` 和 `show_dashboard=`",
+    "returns one tokenized file per data file of anno_path (XTuner: one JsonlDataset); build_datasets gives "
+    "XTuner's JsonlDatasets":
+        "对 anno_path 下的每个数据文件返回一个已 tokenize 的文件（XTuner：一个 JsonlDataset）；build_datasets 返回 "
+        "XTuner 的 JsonlDataset",
     "not implemented": "未实现",
     "not implemented (see the config rows)": "未实现（见配置字段的各行）",
     "MoE models are not supported (dense Qwen3, Qwen2 and Llama only)":
         "不支持 MoE 模型（仅支持稠密的 Qwen3、Qwen2 和 Llama）",
     "dense text models only (Qwen3, Qwen2/Qwen2.5, Llama)": "仅支持稠密文本模型（Qwen3、Qwen2/Qwen2.5、Llama）",
     "RL and multi-token prediction are not supported": "不支持 RL 和多 token 预测",
-    "XTuner's internal FTDP data format is not supported; use OpenAI messages jsonl":
-        "不支持 XTuner 内部的 FTDP 数据格式；请用 OpenAI messages 格式的 jsonl",
     "not a dense text model supported here (MoE / vision-language / another architecture)":
         "不是这里支持的稠密文本模型（MoE / 视觉语言 / 其他架构）",
     "values are checked by the config field of the same name": "取值由同名的配置字段检查",

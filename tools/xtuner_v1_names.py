@@ -1,5 +1,6 @@
 """Regenerate `tools/xtuner_v1_names.json`: XTuner v1's public names (modules, config classes with their fields and
-defaults, Trainer arguments, `xtuner sft` CLI flags), read with `ast` from an InternLM/xtuner checkout.
+defaults, the signatures of its public callables (`xtuner_v1_signatures.py`), Trainer arguments, `xtuner sft` CLI
+flags), read with `ast` from an InternLM/xtuner checkout.
 
 XTuner v1 is not on PyPI (the newest release there, 0.2.0, has no `xtuner/v1/`), so tests cannot fetch it; they read
 this small generated list (names and default expressions, no code) instead. Regenerate it from a checkout:
@@ -18,11 +19,24 @@ import json
 import subprocess
 from pathlib import Path
 
+from xtuner_v1_signatures import Resolver, public_callables  # tools/ is on the path when run as a script
+
 OUT = Path(__file__).with_suffix(".json")
 
 # The SFT / pretraining surface of XTuner v1 (RL, MoE and vision-language models are out of this project's scope;
 # their packages appear as module rows only).
-PACKAGES = ["xtuner.v1.config", "xtuner.v1.model", "xtuner.v1.datasets", "xtuner.v1.loss", "xtuner.v1.train"]
+PACKAGES = ["xtuner.v1.config", "xtuner.v1.model", "xtuner.v1.datasets", "xtuner.v1.loss", "xtuner.v1.train",
+            "xtuner.v1.data_proto", "xtuner.v1.data_proto.messages", "xtuner.v1.data_proto.templates",
+            "xtuner.v1.float8"]
+# modules XTuner's tests and documentation import from, beside the packages (a module row each)
+MODULES = ["xtuner.v1.datasets.packing", "xtuner.v1.datasets.jsonl", "xtuner.v1.datasets.utils",
+           "xtuner.v1.datasets.collator", "xtuner.v1.datasets.sampler", "xtuner.v1.datasets.build",
+           "xtuner.v1.datasets.dataloader", "xtuner.v1.datasets.ftdp", "xtuner.v1.data_proto.sequence_context",
+           "xtuner.v1.data_proto.messages.chat", "xtuner.v1.data_proto.messages.qwen35_chat",
+           "xtuner.v1.data_proto.templates.hybrid", "xtuner.v1.data_proto.templates.chat", "xtuner.v1.float8.config",
+           "xtuner.v1.train.toy_tokenizer"]
+# public callables outside the packages' __all__ whose signatures are compared too (module -> names)
+EXTRA_CALLABLES = {"xtuner.v1.datasets.dataloader": ["Dataloader"]}
 CLASS_FILES = {
     "xtuner.v1.config.fsdp": ["FSDPConfig"],
     "xtuner.v1.config.optim": ["OptimConfig", "AdamWConfig", "MuonConfig", "LRConfig"],
@@ -199,16 +213,24 @@ def main() -> None:
         tree = ast.parse(src.read(module, package=module == MODEL_MAPPING))
         for n in names:
             functions[f"{module}.{n}"] = function_params(tree, n)
+    packages = {pkg: package_all(ast.parse(src.read(pkg, package=True))) for pkg in PACKAGES}
+    resolver = Resolver(src.read)
+    signatures: dict = {}
+    for module, names in [*packages.items(), *EXTRA_CALLABLES.items()]:
+        signatures.update(public_callables(resolver, module, names))
     data = {
         "source": {"repository": "InternLM/xtuner", "commit": src.commit(), "licence": "Apache-2.0"},
-        "packages": {pkg: package_all(ast.parse(src.read(pkg, package=True))) for pkg in PACKAGES},
+        "packages": packages,
+        "modules": MODULES,
         "model_presets": model_mapping(ast.parse(src.read(MODEL_MAPPING, package=True))),
         "classes": {k: {key: v[key] for key in ("module", "name", "bases", "fields")} for k, v in classes.items()},
         "functions": functions,
+        "signatures": signatures,
         "cli_sft_flags": cli_flags(classes),
     }
     OUT.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    print(f"wrote {OUT} ({len(data['classes'])} classes, {len(data['cli_sft_flags'])} CLI flags) "
+    print(f"wrote {OUT} ({len(data['classes'])} classes, {len(signatures)} signatures, "
+          f"{len(data['cli_sft_flags'])} CLI flags) "
           f"from {data['source']['commit']}")
 
 

@@ -11,7 +11,8 @@ from xtuner_nb.datasets import (DataloaderConfig, DatasetConfig, OpenaiTokenizeF
 
 from .conftest import chat, loader_cfg, write_jsonl
 
-KEYS = {"input_ids", "shifted_labels", "position_ids", "cu_seq_lens", "max_length", "num_padding"}
+# the Trainer's keys, and XTuner's `seq_ctx` (a SequenceContext over the same tensors)
+KEYS = {"input_ids", "shifted_labels", "position_ids", "cu_seq_lens", "max_length", "num_padding", "seq_ctx"}
 
 
 def _ids(batches):
@@ -30,6 +31,11 @@ def test_steps_and_pack_format(varied_jsonl, tiny_tok):
             assert p["input_ids"].shape == p["shifted_labels"].shape == p["position_ids"].shape == (1, 256)
             assert p["input_ids"].dtype == torch.long and p["cu_seq_lens"].dtype == torch.int32
             assert int(p["cu_seq_lens"][-1]) == 256 and isinstance(p["max_length"], int)
+            ctx = p["seq_ctx"]
+            assert ctx.input_ids is p["input_ids"] and ctx.position_ids is p["position_ids"]
+            assert ctx.cu_seq_lens_q is ctx.cu_seq_lens_k is p["cu_seq_lens"]
+            assert int(ctx.max_length_q) == int(ctx.max_length_k) == p["max_length"]
+            assert ctx.num_padding == p["num_padding"]
     # every pack appears in the epoch; round_up repeats only to fill the last global batch
     seen = [p["input_ids"].tolist() for step in steps for p in step]
     distinct = {str(x) for x in seen}

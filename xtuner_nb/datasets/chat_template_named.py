@@ -54,33 +54,56 @@ class HybridChatTemplate(BaseModel):
                 segments.append((self.sep, False))
         return segments
 
+    # XTuner's decorate_* methods: one message's text in its role's format string
+    def decorate_system(self, text: str) -> str:
+        return self.system.format(system=text)
+
+    def decorate_developer(self, text: str) -> str:
+        if self.developer is None:
+            raise ValueError("this chat template has no developer role")
+        return self.developer.format(developer=text)
+
+    def decorate_user(self, text: str) -> str:
+        return self.user.format(user=text)
+
+    def decorate_assistant(self, text: str) -> str:
+        return self.assistant.format(assistant=text)
+
+    def decorate_thinking(self, text: str) -> str:
+        if self.thinking is None:
+            raise ValueError("'thinking' is not supported by this chat template (XTuner's qwen3 template has no "
+                             "thinking format)")
+        return self.thinking.format(thinking=text)
+
+    def decorate_tool_extractor(self, text: str) -> str:
+        if self.tool_extractor is None:
+            raise ValueError("this chat template has no tool role")
+        return self.tool_extractor.format(tool_extractor=text)
+
     def _decorate(self, msg: Message, index: int) -> str:
         text, role = msg.text, msg.role
+        try:
+            return self._decorate_role(msg, text, role)
+        except ValueError as e:
+            raise ValueError(f"message {index}: {e}") from None
+
+    def _decorate_role(self, msg: Message, text: str, role: str) -> str:
         if role == "system":
-            return self.system.format(system=text)
+            return self.decorate_system(text)
         if role == "developer":
-            if self.developer is None:
-                raise ValueError(f"message {index}: this chat template has no developer role")
-            return self.developer.format(developer=text)
+            return self.decorate_developer(text)
         if role == "user":
-            return self.user.format(user=text)
+            return self.decorate_user(text)
         if role == "pretrain":
             return text
         if role == "tool":
-            if self.tool_extractor is None:
-                raise ValueError(f"message {index}: this chat template has no tool role")
-            return self.tool_extractor.format(tool_extractor=text)
+            return self.decorate_tool_extractor(text)
         # assistant
         if msg.tool_calls:
             calls = tool_calls_text(msg.tool_calls)
             text = text + ("\n" + calls if text else calls)
-        prefix = ""
-        if msg.thinking is not None:
-            if self.thinking is None:
-                raise ValueError(f"message {index}: 'thinking' is not supported by this chat template "
-                                 "(XTuner's qwen3 template has no thinking format)")
-            prefix = self.thinking.format(thinking=msg.thinking)
-        body = self.assistant.format(assistant=text)
+        prefix = self.decorate_thinking(msg.thinking) if msg.thinking is not None else ""
+        body = self.decorate_assistant(text)
         if msg.loss:
             for old, new in self.loss_assistant_format_mapping.items():
                 body = body.replace(old, new)
@@ -134,7 +157,22 @@ _QWEN_TOOL_PROMPT = (
 _QWEN_TOOL_EXTRACTOR = ("<|im_start|>user\n<tool_response>\n{tool_extractor}\n</tool_response><|im_end|>\n"
                         "<|im_start|>assistant\n")
 
-CHAT_TEMPLATE_MAP: dict[str, HybridChatTemplate] = {
+class TemplateMap(dict):
+    """`CHAT_TEMPLATE_MAP`: a dict whose lookup of one of XTuner's other template names says why it is not here."""
+
+    NOT_HERE = {"gpt-oss": "GPT-OSS is a MoE model", "glm5.2": "GLM-5.2 is a MoE model",
+                **{name: f"{name} is a vision-language template" for name in (
+                    "qwen3.5-vl", "intern-s1", "internvl-3.5", "qwen3-vl", "qwen3-vl-rl")}}
+
+    def __missing__(self, name: str) -> HybridChatTemplate:
+        why = self.NOT_HERE.get(name)
+        if why is not None:
+            raise KeyError(f"chat template {name!r} is not supported by xtuner_nb: {why}, and this project trains "
+                           f"dense text models; templates here: {sorted(self)}")
+        raise KeyError(f"unknown chat template {name!r}; templates here: {sorted(self)}")
+
+
+CHAT_TEMPLATE_MAP: dict[str, HybridChatTemplate] = TemplateMap({
     "qwen3": HybridChatTemplate(
         system="<|im_start|>system\n{system}<|im_end|>\n",
         developer="<|im_start|>system\n{developer}<|im_end|>\n",
@@ -161,4 +199,4 @@ CHAT_TEMPLATE_MAP: dict[str, HybridChatTemplate] = {
         stop_words=["<｜end▁of▁sentence｜>"],
         sep="",
     ),
-}
+})

@@ -1,16 +1,18 @@
 """`DatasetConfig` and `DataloaderConfig` with XTuner v1's field names and defaults.
 
 `DataloaderConfig.dataset_config_list` is XTuner's list of `{"dataset": DatasetConfig, "tokenize_fn": ...}` dicts.
-`DataloaderConfig.build(tokenizer, dp_rank=0, dp_size=1, micro_batch_size=1, seed=42)` tokenizes every file once
-(through the cache), plans the packs and returns the `PackedDataLoader` the Trainer iterates.
+`DataloaderConfig.build(tokenizer, dp_mesh, global_batch_size, micro_batch_size, seed)` (XTuner's call) tokenizes
+every file once (through the cache), plans the packs and returns the `PackedDataLoader` the Trainer iterates; the
+Trainer says its rank with `dp_rank=`/`dp_size=` instead of a device mesh (`build.py`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, TypeAdapter, field_validator, model_validator
+from typing_extensions import TypedDict
 
 from ..config.base import XConfig, compat_field, refused_unless_default
 
@@ -142,13 +144,51 @@ class DataloaderConfig(XConfig):
             out.append({"dataset": ds, "tokenize_fn": fn})
         return out
 
-    def build(self, tokenizer, dp_rank: int = 0, dp_size: int = 1, micro_batch_size: int = 1, seed: int = 42,
-              progress: bool | None = None) -> "PackedDataLoader":
-        """Tokenize (or load from cache), pack and return the loader; `micro_batch_size * dp_size` packs per step."""
-        from .dataloader import build_dataloader
+    def build_collator(self):
+        """The collate function `collator` names (called with the packs of a batch and the padding settings)."""
+        from .collator import collator_by_name
 
-        return build_dataloader(self, tokenizer, dp_rank=dp_rank, dp_size=dp_size,
-                                micro_batch_size=micro_batch_size, seed=seed, progress=progress)
+        return collator_by_name(self.collator)
+
+    def build(self, tokenizer, dp_mesh: Any = None, global_batch_size: int | None = None, micro_batch_size: int = 1,
+              seed: int = 42, shuffle: bool = True, total_step: int | None = None, *, dp_rank: int | None = None,
+              dp_size: int | None = None, progress: bool | None = None) -> "PackedDataLoader":
+        """Tokenize (or load from cache), pack and return the loader: `micro_batch_size` packs per batch on this
+        rank, the epoch rounded up to whole `global_batch_size`s (None: `micro_batch_size` times the ranks). The
+        rank comes from XTuner's `dp_mesh` or from `dp_rank`/`dp_size`; `total_step` has no effect (as in XTuner
+        outside its preset sampler); `tokenizer=None` is XTuner's byte-level toy tokenizer."""
+        from .build import build_datasets, make_loader, resolve_pad_token_id
+        from .sampler import dp_rank_size
+
+        rank, size = dp_rank_size(dp_mesh, dp_rank, dp_size)
+        if tokenizer is None:  # as XTuner's Trainer without tokenizer_path
+            from .toy_tokenizer import UTF8ByteTokenizer
+
+            tokenizer = UTF8ByteTokenizer()
+        datasets = build_datasets(self.dataset_config_list, tokenizer, self.tokenizer_hash, seed=seed,
+                                  progress=progress)
+        return make_loader(self, datasets, global_batch_size, micro_batch_size, seed, rank, size, shuffle,
+                           resolve_pad_token_id(self.pad_token_id, tokenizer), progress)
+
+
+BaseDataloaderConfig = DataloaderConfig  # XTuner's base class of its one dataloader config
+
+
+@runtime_checkable
+class BaseTokenizeFnConfig(Protocol):
+    """What a tokenize-function config offers (XTuner's protocol): `build(tokenizer, ...)` -> a tokenize function."""
+
+    def build(self, tokenizer, tokenizer_hash: str | None = None, anno_name: str | None = None, **kwargs):
+        ...
+
+
+class DatasetCombine(TypedDict):
+    dataset: DatasetConfig
+    tokenize_fn: BaseTokenizeFnConfig
+
+
+DatasetConfigList = list[DatasetCombine]
+DatasetConfigListAdatper = TypeAdapter(DatasetConfigList, config=ConfigDict(arbitrary_types_allowed=True))
 
 
 def _load_typed(data: dict):

@@ -1,20 +1,16 @@
-"""Read a data file and tokenize every record once (XTuner's `JsonlDataset`, minus runtime re-tokenization).
+"""XTuner's `JsonlDataset`: one data file, tokenized once through the cache (`load_tokenized`), its samples
+selected by `sample_ratio`.
 
-Records come from `sources.py` (jsonl, json arrays, parquet, a `datasets.Dataset`) and are converted from the
-file's format (ShareGPT, Alpaca, LLaMA-Factory, OpenAI: `formats.py`) before the tokenize function sees them.
-Every problem found here is a `DataFormatError` naming the file and the 1-based line (or row), raised before
-training starts; with `skip_bad_lines=True` the bad lines are collected (number and reason) instead. The result,
-a `TokenizedFile`, keeps all samples' ids and labels in flat int32 arrays, which is also what the cache stores,
-and what was truncated or left out by the template, which is reported once per file.
+The reading and tokenizing is `tokenized.py` (a `TokenizedFile`: every sample's ids and labels in flat arrays,
+what was truncated, skipped or left out by the template); `cache.py` stores that, keyed by the file's content and
+the tokenize function's hash. Problems are reported once per file here.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import os
-from dataclasses import dataclass, field
+import math
+import random
 from pathlib import Path
 from typing import Any
 
@@ -22,184 +18,10 @@ import numpy as np
 
 from . import cache as _cache
 from .errors import DataFormatError
-from .formats import FORMATS, convert, detect_format
-from .sources import bad_record, count_hint, find_data_files, iter_records, read_bytes, read_source  # noqa: F401
+from .sources import read_source
+from .tokenized import TokenizedFile, show_progress, tokenize_records  # noqa: F401 - also imported from here
 
 logger = logging.getLogger("xtuner_nb.datasets")
-
-CHUNK_LINES = 2048  # lines tokenized per batched call
-PROGRESS_MIN_LINES = 5000  # smaller files tokenize in well under a second: no progress bar
-
-
-def show_progress(total: int) -> bool:
-    env = os.environ.get("XTUNER_NB_PROGRESS")
-    if env is not None:
-        return env not in ("0", "false", "False", "")
-    return total >= PROGRESS_MIN_LINES
-
-
-@dataclass
-class TokenizedFile:
-    """All samples of one jsonl file: sample i is `input_ids[offsets[i]:offsets[i+1]]` from line `lines[i]`."""
-
-    path: str
-    input_ids: np.ndarray
-    labels: np.ndarray
-    offsets: np.ndarray
-    lines: np.ndarray
-    loss_counts: np.ndarray  # tokens with a label (!= -100) per sample
-    num_lines: int = 0
-    skipped: list[tuple[int, str]] = field(default_factory=list)
-    truncated: int = 0
-    longest_before_truncation: int = 0
-    from_cache: bool = False
-    data_format: str = "openai"  # the format the records were read in (detected or chosen)
-    truncated_lines: list[int] = field(default_factory=list)
-    dropped_lines: list[tuple[int, str]] = field(default_factory=list)  # (line, what the template left out)
-    dropped: dict[str, int] = field(default_factory=dict)  # assistant turns with content left out, by kind
-
-    def __len__(self) -> int:
-        return len(self.lines)
-
-    @property
-    def lengths(self) -> np.ndarray:
-        return np.diff(self.offsets)
-
-    def sample(self, i: int) -> dict[str, Any]:
-        a, b = int(self.offsets[i]), int(self.offsets[i + 1])
-        line = int(self.lines[i])
-        return {"input_ids": self.input_ids[a:b].tolist(), "labels": self.labels[a:b].tolist(),
-                "num_tokens": b - a, "line": line, "path": self.path,
-                "truncated": line in set(self.truncated_lines),
-                "dropped": [what for no, what in self.dropped_lines if no == line]}
-
-    @property
-    def unit(self) -> str:
-        from .sources import unit_of
-
-        return unit_of(self.path)
-
-
-def file_hash(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def file_format(fn, data_format: str, first_record: Any) -> str:
-    """The format this file is read in: the one chosen, or (with "auto") the one its first record has, for tokenize
-    functions that read messages; any other tokenize function gets the records as written."""
-    if data_format not in FORMATS:
-        raise ValueError(f"unknown data_format {data_format!r}; choose one of {', '.join(FORMATS)}")
-    if data_format != "auto":
-        return data_format
-    return detect_format(first_record) if getattr(fn, "reads_messages", False) else "openai"
-
-
-def tokenize_records(path, data: bytes | None, fn, skip_bad_lines: bool, limit: int | None = None,
-                     progress: bool | None = None, data_format: str = "auto") -> TokenizedFile:
-    """Tokenize the records of one source (batched when the function is segment-based)."""
-    skipped: list[tuple[int, str]] = []
-    ids_parts, label_parts, lens, line_nos = [], [], [], []
-    truncated_lines, dropped_lines, dropped = [], [], {}
-    longest = 0
-    fmt = None
-    total = count_hint(path, data)
-    bar = None
-    name = Path(str(path)).name
-    if progress if progress is not None else show_progress(total or 0):
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=total, desc=f"Tokenizing {name}", unit="records", leave=False)
-    encode_state = getattr(fn, "_encode_state", {})
-
-    def flush(batch):
-        nonlocal longest
-        texts = [t for _no, _rec, segs in batch if segs is not None for t, _ in segs]
-        from .tokenize_fn import encode_texts
-
-        encoded = iter(encode_texts(fn.tokenizer, texts, encode_state)) if texts else iter(())
-        flat_ids, flat_labels = [], []
-        for no, rec, segs in batch:
-            try:
-                if segs is None:
-                    out = fn(rec)
-                else:
-                    out = fn.assemble(rec, [next(encoded) for _ in segs], segs)
-                ids, labels = list(out["input_ids"]), list(out["labels"])
-                if len(ids) != len(labels):
-                    raise ValueError(f"tokenize_fn returned {len(ids)} input_ids but {len(labels)} labels")
-            except DataFormatError:
-                raise
-            except Exception as e:  # noqa: BLE001 - any failure is reported against its line
-                bad_record(path, no, _describe(e), skip_bad_lines, skipped)
-                continue
-            if "num_tokens_before_truncation" in out:
-                truncated_lines.append(no)
-                longest = max(longest, int(out["num_tokens_before_truncation"]))
-            for what, n in (out.get("dropped") or {}).items():
-                dropped[what] = dropped.get(what, 0) + n
-                dropped_lines.append((no, "tool schemas not rendered" if what == "tools" else
-                                      f"{what} of {n} assistant turn{'s' if n > 1 else ''} not rendered"))
-            flat_ids.extend(ids)
-            flat_labels.extend(labels)
-            lens.append(len(ids))
-            line_nos.append(no)
-        ids_parts.append(np.asarray(flat_ids, dtype=np.int32))
-        label_parts.append(np.asarray(flat_labels, dtype=np.int32))
-
-    batch: list = []
-    seen = 0
-    for no, rec in iter_records(path, data, skip_bad_lines, skipped, limit):
-        try:
-            if fmt is None:
-                fmt = file_format(fn, data_format, rec)
-            rec = convert(rec, fmt)
-            segs = fn.segments(rec) if hasattr(fn, "segments") else None
-        except Exception as e:  # noqa: BLE001
-            bad_record(path, no, _describe(e) + _format_hint(fmt, data_format), skip_bad_lines, skipped)
-            continue
-        batch.append((no, rec, segs))
-        if len(batch) >= CHUNK_LINES:
-            flush(batch)
-            batch = []
-        if bar is not None:
-            bar.update(no - seen if str(path).endswith(".jsonl") else 1)  # jsonl: blank lines count too
-            seen = no
-    if batch:
-        flush(batch)
-    if bar is not None:
-        bar.close()
-    offsets = np.zeros(len(lens) + 1, dtype=np.int64)
-    np.cumsum(np.asarray(lens, dtype=np.int64), out=offsets[1:])
-    labels = np.concatenate(label_parts) if label_parts else np.zeros(0, np.int32)
-    return TokenizedFile(
-        path=str(path), input_ids=np.concatenate(ids_parts) if ids_parts else np.zeros(0, np.int32),
-        labels=labels, offsets=offsets, lines=np.asarray(line_nos, dtype=np.int32),
-        loss_counts=count_per_sample(labels != -100, offsets), num_lines=len(line_nos) + len(skipped),
-        skipped=skipped, truncated=len(truncated_lines), longest_before_truncation=longest,
-        data_format=fmt or (data_format if data_format != "auto" else "openai"), truncated_lines=truncated_lines,
-        dropped_lines=dropped_lines, dropped=dropped)
-
-
-def _format_hint(fmt: str | None, chosen: str) -> str:
-    if fmt in (None, "openai") and chosen == "auto":
-        return ""
-    how = "chosen in DatasetConfig.data_format" if chosen != "auto" else "detected from the first record"
-    return f" (read as {fmt}: {how})"
-
-
-def count_per_sample(mask: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    """`mask[offsets[i]:offsets[i+1]].sum()` for every sample i, in one pass."""
-    counts = np.zeros(len(offsets) - 1, dtype=np.int64)
-    nonempty = np.nonzero(offsets[1:] > offsets[:-1])[0]
-    if len(nonempty):
-        counts[nonempty] = np.add.reduceat(mask, offsets[:-1][nonempty], dtype=np.int64)
-    return counts
-
-
-def _describe(e: Exception) -> str:
-    if isinstance(e, ValueError):  # our own validation messages (and pydantic's) read well as they are
-        return str(e)
-    return f"tokenize_fn raised {type(e).__name__}: {e}"
 
 
 _META = ("num_lines", "skipped", "truncated", "longest_before_truncation", "data_format", "truncated_lines",
@@ -269,3 +91,102 @@ def _report(tf: TokenizedFile, fn) -> None:
         logger.warning("%s: skipped %d bad %s(s) (skip_bad_lines=True): %ss %s. First problem: %s %d: %s",
                        tf.path, len(tf.skipped), tf.unit, tf.unit, shown, tf.unit, tf.skipped[0][0],
                        tf.skipped[0][1])
+
+
+def sample_indices(valid: np.ndarray, ratio: float, sequential: bool, rnd) -> np.ndarray:
+    """`sample_ratio`: every index `floor(ratio)` times, plus the first (sequential) or a random subset of
+    `round(frac * n)` indices drawn with `rnd.sample` (a `random.Random`, or the `random` module as XTuner)."""
+    whole = int(math.floor(ratio))
+    parts = [valid] * whole
+    extra = int(round((ratio - whole) * len(valid)))
+    if extra:
+        parts.append(valid[:extra] if sequential else np.sort(np.asarray(rnd.sample(valid.tolist(), extra))))
+    return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
+
+
+class JsonlDataset:
+    """XTuner's `JsonlDataset`: the samples of one data file (XTuner's arguments; `tokenize_fn` is required here).
+
+    The file is tokenized once (through the cache in `cache_dir`) into a `TokenizedFile`; empty samples are
+    dropped, then `sample_ratio` repeats or subsamples them (`rng`: a `random.Random`; default the `random` module,
+    as XTuner). Item `i` is XTuner's DataItem `{"input_ids", "labels", "num_tokens"}` (unshifted labels, -100 =
+    no loss). XTuner re-reads and re-tokenizes a line at every access; here the token ids are kept, so an item costs
+    no tokenization. `enable_mmap_shared` and `disable_filter` have no effect (see `DatasetConfig`).
+    """
+
+    def __init__(self, anno_path, sample_ratio: float = 1.0, tokenize_fn=None, name: str = "default",
+                 cache_dir: str | Path | None = None, max_length: int | None = None, cache_tag: str | None = None,
+                 enable_sequential_sampler: bool = False, enable_mmap_shared: bool = False,
+                 disable_filter: bool = False, *, skip_bad_lines: bool = False, data_format: str = "auto",
+                 progress: bool | None = None, rng=None):
+        if tokenize_fn is None:
+            raise ValueError(f"JsonlDataset({anno_path}): a tokenize_fn is required here (XTuner returns the raw "
+                             "records without one, which no packer or collator here can use)")
+        self.name, self.path, self.tokenize_fn = name, str(anno_path), tokenize_fn
+        self.file = load_tokenized(anno_path, tokenize_fn, cache_dir=cache_dir, cache_tag=cache_tag,
+                                   skip_bad_lines=skip_bad_lines, progress=progress, data_format=data_format)
+        lengths = self.file.lengths
+        valid = np.nonzero(lengths > 0)[0]
+        self.dropped_empty = len(self.file) - len(valid)
+        if max_length is not None:  # XTuner's dataset-level length filter
+            longer = lengths[valid] > max_length
+            if longer.any():
+                logger.warning("%s: dropped %d samples longer than max_length=%d", self.path, int(longer.sum()),
+                               max_length)
+            valid = valid[~longer]
+        self.sampled = sample_indices(valid, sample_ratio, enable_sequential_sampler,
+                                      rng if rng is not None else random)
+
+    def __len__(self) -> int:
+        return len(self.sampled)
+
+    @property
+    def num_tokens(self) -> np.ndarray:
+        return self.file.lengths[self.sampled]
+
+    @property
+    def proxy_attn_flops(self) -> np.ndarray:
+        """XTuner's attention cost of each sample (`packing.attention_cost`)."""
+        from .packing import attention_cost
+
+        return attention_cost(self.num_tokens)
+
+    @property
+    def loss_counts(self) -> np.ndarray:
+        return self.file.loss_counts[self.sampled]
+
+    def piece(self, i: int, start: int, end: int) -> dict[str, Any]:
+        """Tokens `start:end` of item `i` as numpy views (what the packs are made of)."""
+        off = int(self.file.offsets[int(self.sampled[i])])
+        return {"input_ids": self.file.input_ids[off + start: off + end],
+                "labels": self.file.labels[off + start: off + end], "num_tokens": end - start}
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        n = int(self.file.lengths[int(self.sampled[i])])
+        item = self.piece(i, 0, n)
+        return {"input_ids": item["input_ids"].tolist(), "labels": item["labels"].tolist(), "num_tokens": n}
+
+    def sample(self, i: int) -> dict[str, Any]:
+        """Item `i` with where it comes from (`path`, 1-based `line`) and what its template left out."""
+        return self.file.sample(int(self.sampled[i]))
+
+    def stats(self):
+        from .stats import DatasetStats
+
+        local = self.sampled
+        return DatasetStats(
+            name=self.name, path=self.file.path, lines=self.file.num_lines, samples=len(local),
+            dropped_empty=self.dropped_empty, truncated=self.file.truncated,
+            skipped_lines=[no for no, _ in self.file.skipped], tokens=int(self.file.lengths[local].sum()),
+            loss_tokens=int(self.file.loss_counts[local].sum()), from_cache=self.file.from_cache,
+            data_format=self.file.data_format, chat_template=getattr(self.tokenize_fn, "chat_template_name", None),
+            dropped_content=dict(self.file.dropped))
+
+    def get_state_dict(self) -> dict:
+        return {}  # the samples are fixed at build; nothing to resume
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        pass
+
+    def __repr__(self) -> str:
+        return f"JsonlDataset({self.path!r}, name={self.name!r}, {len(self)} samples)"

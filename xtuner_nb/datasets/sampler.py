@@ -1,34 +1,60 @@
-"""Which packs each rank gets in each epoch (XTuner's samplers).
+"""Which packs each rank gets in each epoch (XTuner's samplers, with XTuner's arguments).
 
 Both samplers are pure functions of `(seed, epoch)`: the order is computed again on resume, never stored.
 With `round_up` the order is padded by repeating its beginning to whole global batches, so every step has
-`micro_batch_size` packs on every rank; rank r takes `order[r::dp_size]`.
+`micro_batch_size` packs on every rank; rank r takes `order[r::dp_size]`. The loader reads `indices(epoch)`;
+iterating a sampler (XTuner's way) yields the same, from where `load_state_dict` put it.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import random
+from typing import Any, Iterator
 
-import numpy as np
+logger = logging.getLogger("xtuner_nb.datasets")
+
+
+def dp_rank_size(dp_mesh: Any = None, dp_rank: int | None = None, dp_size: int | None = None) -> tuple[int, int]:
+    """This rank's place among the data-parallel ranks: from XTuner's `dp_mesh` (a torch DeviceMesh: its local rank
+    and size), from `dp_rank`/`dp_size` (the Trainer's), or (0, 1)."""
+    if dp_mesh is not None:
+        rank, size = dp_mesh.get_local_rank(), dp_mesh.size()
+        if (dp_rank is not None and dp_rank != rank) or (dp_size is not None and dp_size != size):
+            raise ValueError(f"dp_mesh says rank {rank} of {size}, dp_rank/dp_size say {dp_rank} of {dp_size}")
+        return rank, size
+    rank, size = dp_rank or 0, dp_size or 1
+    if not 0 <= rank < size:
+        raise ValueError(f"need 0 <= dp_rank < dp_size (got rank {rank}, size {size})")
+    return rank, size
 
 
 class ParallelSampler:
-    """Seeded permutation (`torch.randperm(seed + epoch)`), rounded up, strided over ranks."""
+    """Seeded permutation (`torch.randperm(seed + epoch)`) of `dataset`'s items, rounded up, strided over ranks.
+    `seed=None` draws one (one rank only: XTuner syncs a drawn seed across ranks, which needs a process group)."""
 
-    def __init__(self, num_items: int, global_batch_size: int, dp_rank: int = 0, dp_size: int = 1, seed: int = 42,
-                 round_up: bool = True, shuffle: bool = True):
-        if global_batch_size % dp_size:
-            raise ValueError(f"global_batch_size {global_batch_size} is not divisible by dp_size {dp_size}")
-        self.num_items, self.global_batch_size = num_items, global_batch_size
-        self.rank, self.world_size = dp_rank, dp_size
+    def __init__(self, dataset, global_batch_size: int, dp_mesh: Any = None, shuffle: bool = True,
+                 seed: int | None = None, round_up: bool = True, *, dp_rank: int | None = None,
+                 dp_size: int | None = None):
+        rank, size = dp_rank_size(dp_mesh, dp_rank, dp_size)
+        if global_batch_size % size:
+            raise ValueError(f"global_batch_size {global_batch_size} is not divisible by dp_size {size}")
+        if seed is None:
+            if size > 1:
+                raise ValueError("ParallelSampler(seed=None) on several ranks: give a seed, so that every rank "
+                                 "draws the same order")
+            seed = random.randrange(2 ** 31)
+        self.dataset, self.num_items, self.global_batch_size = dataset, len(dataset), global_batch_size
+        self.rank, self.world_size = rank, size
         self.seed, self.round_up, self.shuffle = seed, round_up, shuffle
+        self.epoch = self.step = 0  # XTuner's iteration state: the epoch, and the packs of it already consumed
         if round_up:
-            self.num_samples = math.ceil(num_items / global_batch_size) * global_batch_size // dp_size
-            self.total_size = self.num_samples * dp_size
-        else:
-            self.num_samples = math.ceil((num_items - dp_rank) / dp_size)
-            self.total_size = num_items
+            self.num_samples = math.ceil(self.num_items / global_batch_size) * global_batch_size // size
+            self.total_size = self.num_samples * size
+        else:  # every pack once; the last global batch may be short (XTuner drops it)
+            self.num_samples = math.ceil((self.num_items - rank) / size)
+            self.total_size = self.num_items
 
     def _order(self, epoch: int) -> list[int]:
         import torch
@@ -46,26 +72,44 @@ class ParallelSampler:
             order = (order * (self.total_size // len(order) + 1))[: self.total_size]
         return order[self.rank: self.total_size: self.world_size]
 
-    def state(self) -> dict:
-        return {"sampler": type(self).__name__, "world_size": self.world_size, "round_up": self.round_up,
-                "num_samples": self.num_samples, "total_size": self.total_size, "shuffle": self.shuffle}
+    def __iter__(self) -> Iterator[int]:
+        skip, self.step = self.step // self.world_size, 0
+        yield from self.indices(self.epoch)[skip:]
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def get_state_dict(self, total_consumed_steps: int) -> dict:
+        """XTuner's sampler state: the epoch and the position in it, in packs of all ranks."""
+        return {"epoch": self.epoch, "step": total_consumed_steps % max(self.total_size, 1),
+                "world_size": self.world_size, "shuffle": self.shuffle, "round_up": self.round_up,
+                "num_samples": self.num_samples, "total_size": self.total_size}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        if state_dict.get("shuffle", self.shuffle) != self.shuffle:
+            raise ValueError(f"cannot resume the sampler: shuffle was {state_dict['shuffle']} in the checkpoint but "
+                             f"is {self.shuffle} now")
+        self.epoch, self.step = int(state_dict["epoch"]), int(state_dict["step"])
 
 
 class LengthGroupedSampler(ParallelSampler):
-    """Megabatches of similar-cost packs so that ranks stepping together do similar work (a seeded shuffle on 1
-    rank). Megabatch = `min(len // (gbs * 4), 50) * gbs` packs (at least gbs), sorted by `longest` descending,
-    cut into groups of `dp_size`, groups shuffled."""
+    """Megabatches of similar-cost packs (`dataset.longest`) so that ranks stepping together do similar work (a
+    seeded shuffle on 1 rank). Megabatch = `min(len // (gbs * 4), 50) * gbs` packs (at least gbs), sorted by cost
+    descending, cut into groups of `dp_size`, groups shuffled."""
 
     GROUP_BATCH_FACTOR = 4
     MAX_GROUP_BATCH_SIZE = 50
 
-    def __init__(self, longest: np.ndarray | list[int], global_batch_size: int, dp_rank: int = 0, dp_size: int = 1,
-                 seed: int = 42, round_up: bool = True):
-        super().__init__(len(longest), global_batch_size, dp_rank, dp_size, seed, round_up, shuffle=True)
-        self.longest = [int(x) for x in longest]
+    def __init__(self, dataset, global_batch_size: int, dp_mesh: Any = None, seed: int | None = None,
+                 round_up: bool = True, *, dp_rank: int | None = None, dp_size: int | None = None):
+        super().__init__(dataset, global_batch_size, dp_mesh, True, seed, round_up, dp_rank=dp_rank, dp_size=dp_size)
+        self.longest = [int(x) for x in dataset.longest]
         mult = min(len(self.longest) // (global_batch_size * self.GROUP_BATCH_FACTOR), self.MAX_GROUP_BATCH_SIZE)
         self.group_batch_size = max(mult, 1) * global_batch_size
-        self.group_size = dp_size
+        self.group_size = self.world_size
 
     def _order(self, epoch: int) -> list[int]:
         import torch
@@ -83,5 +127,12 @@ class LengthGroupedSampler(ParallelSampler):
                 out.extend(grp)
         return out
 
-    def state(self) -> dict:
-        return {**super().state(), "group_batch_size": self.group_batch_size, "group_size": self.group_size}
+    def get_state_dict(self, total_consumed_steps: int) -> dict:
+        return {**super().get_state_dict(total_consumed_steps), "group_batch_size": self.group_batch_size,
+                "group_size": self.group_size}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        super().load_state_dict(state_dict)
+        if state_dict.get("group_size", self.group_size) != self.group_size:
+            logger.warning("the sampler state was taken on %s ranks, this one runs on %d: the packs of the rest of "
+                           "epoch %d are grouped differently", state_dict["group_size"], self.group_size, self.epoch)

@@ -72,11 +72,23 @@ def encode_texts(tokenizer, texts: list[str], _state: dict | None = None) -> lis
     return [tokenizer.encode(t, add_special_tokens=False) for t in texts]
 
 
+def assemble_segments(encoded: list[list[int]], segments: list[tuple[str, bool]]) -> dict:
+    """The ids of the encoded segments one after the other; labels = the ids of trained segments, -100 elsewhere."""
+    ids: list[int] = []
+    labels: list[int] = []
+    for seg_ids, (_text, trained) in zip(encoded, segments):
+        ids.extend(seg_ids)
+        labels.extend(seg_ids if trained else [IGNORE_INDEX] * len(seg_ids))
+    return {"input_ids": ids, "labels": labels, "num_tokens": len(ids)}
+
+
 class CachableTokenizeFunction:
     """Base of tokenize functions. Subclasses implement `__call__` (and `hash`), or `segments` + `assemble`."""
 
-    def __init__(self, tokenizer):
+    def __init__(self, tokenizer, *args, llm_pack_weight: float = 1.0, visual_pack_weight: float = 0.0, **kwargs):
         self.tokenizer = tokenizer
+        # XTuner's weights of the text and image tokens in the attention-cost estimate; text only here
+        self.llm_pack_weight, self.visual_pack_weight = llm_pack_weight, visual_pack_weight
         self.state = "cache"  # XTuner's attribute; here tokenization happens once, at build
         self._encode_state: dict = {}
 
@@ -85,12 +97,7 @@ class CachableTokenizeFunction:
         return None
 
     def assemble(self, item: Any, encoded: list[list[int]], segments: list[tuple[str, bool]]) -> dict:
-        ids: list[int] = []
-        labels: list[int] = []
-        for seg_ids, (_text, trained) in zip(encoded, segments):
-            ids.extend(seg_ids)
-            labels.extend(seg_ids if trained else [IGNORE_INDEX] * len(seg_ids))
-        return {"input_ids": ids, "labels": labels, "num_tokens": len(ids)}
+        return assemble_segments(encoded, segments)
 
     def __call__(self, item: Any, **kwargs) -> dict:
         segs = self.segments(item)
@@ -100,6 +107,20 @@ class CachableTokenizeFunction:
 
     def hash(self) -> str:
         raise NotImplementedError
+
+    def set_state(self, state: str) -> None:
+        """XTuner's "cache" / "runtime" switch; tokenization happens once here, so it changes nothing."""
+        self.state = state
+
+    def proxy_attention_flops(self, num_tokens: int, num_img_tokens: list[int] = (0,),
+                              flash_attn_block_size: int = 128) -> float:
+        """XTuner's attention-cost estimate of a sample (`packing.attention_cost`), its image tokens weighed by
+        `visual_pack_weight`."""
+        from .packing import attention_cost
+
+        images = sum((n / flash_attn_block_size) ** 2 for n in num_img_tokens)
+        text = int(attention_cost([num_tokens], flash_attn_block_size)[0])
+        return self.llm_pack_weight * text + self.visual_pack_weight * images
 
 
 class OpenaiTokenizeFunction(CachableTokenizeFunction):

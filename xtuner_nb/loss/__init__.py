@@ -9,7 +9,8 @@ from .._lazy import lazy_attributes
 from .config import BaseLossConfig, CELossConfig
 
 _LAZY = {"lm_loss": ".ce", "loss_weights": ".ce", "global_denominator": ".ce", "BaseLossKwargs": ".context", "BaseLossContext": ".context",
-         "CELossKwargs": ".context", "LMHeadLossContext": ".context", "CELossContext": ".context"}
+         "CELossKwargs": ".context", "CELossContextInputItem": ".context", "LMHeadLossContext": ".context",
+         "CELossContext": ".context"}
 
 __all__ = ["BaseLossConfig", "CELossConfig", *_LAZY]
 

@@ -9,7 +9,8 @@ head_bias, loss_kwargs) -> (loss, (logits, extra_info))`. The Trainer calls `ctx
 inside the model's forward for every pack; the summed pack losses are the step loss.
 
 The Trainer's own CE path is `loss.ce.lm_loss` (eager or chunked, global calibration); `LMHeadLossContext` wraps it
-in XTuner's context interface so that code written against XTuner's loss classes runs unchanged. The configs
+in XTuner's context interface so that code written against XTuner's loss classes runs unchanged, including the
+loss page's `CELossContext.build_batches_loss_kwargs([CELossContextInputItem(shifted_labels=...)], loss_cfg)`. The configs
 (`loss.config`) build these contexts, so this module imports none of them.
 """
 
@@ -100,6 +101,13 @@ class CELossKwargs(BaseLossKwargs):
     loss_weight: torch.Tensor | None = None
 
 
+class CELossContextInputItem(BaseModel):
+    """What one pack gives the CE loss before calibration (XTuner's loss page): its shifted labels [1, L]."""
+
+    model_config = ConfigDict(title="CE loss input", extra="forbid", arbitrary_types_allowed=True)
+    shifted_labels: torch.Tensor
+
+
 def build_ce_context(cfg: CELossConfig, data: dict, sp_mesh: Any = None) -> "LMHeadLossContext | None":
     if "shifted_labels" not in data:
         return None
@@ -112,21 +120,34 @@ class LMHeadLossContext(BaseLossContext):
     loss_cfg: CELossConfig
     loss_kwargs: CELossKwargs
 
+    @classmethod
+    def build_batches_loss_kwargs(cls, data_batches: Sequence[CELossContextInputItem], loss_cfg: CELossConfig,
+                                  cu_seq_lens_list: Sequence[torch.Tensor] | None = None,
+                                  sp_mesh: Any = None) -> list[CELossKwargs]:
+        """XTuner's loss-page entry point: the `CELossKwargs` of every pack of one step, each pack's per-token
+        weights divided by their sum over the whole step (and over all ranks: global loss calibration)."""
+        if sp_mesh is not None and sp_mesh.size() > 1:
+            raise ValueError("sequence parallelism (sp_size > 1) is not supported by xtuner_nb")
+        weights = []
+        for i, item in enumerate(data_batches):
+            labels = item.shifted_labels
+            cu = cu_seq_lens_list[i] if cu_seq_lens_list is not None else \
+                torch.tensor([0, labels.numel()], dtype=torch.int32)
+            weights.append(loss_weights(labels, cu, loss_cfg.loss_reduction, loss_cfg.ignore_idx).view_as(labels))
+        _, denominator = global_denominator(weights)
+        return [CELossKwargs(shifted_labels=item.shifted_labels, loss_weight=w / denominator.float())
+                for item, w in zip(data_batches, weights)]
+
     @staticmethod
     def build_batches(loss_ctx_list: list["LMHeadLossContext"],  # type: ignore[override]
                       cu_seq_lens_list: Sequence[torch.Tensor] | None = None,
                       sp_mesh: Any = None) -> list["LMHeadLossContext"]:
-        """Per-token weights of each pack, divided by their sum over the whole step (and over all ranks)."""
-        cfg = loss_ctx_list[0].loss_cfg
-        for i, ctx in enumerate(loss_ctx_list):
-            labels = ctx.loss_kwargs.shifted_labels
-            cu = cu_seq_lens_list[i] if cu_seq_lens_list is not None else \
-                torch.tensor([0, labels.numel()], dtype=torch.int32)
-            ctx.loss_kwargs.loss_weight = loss_weights(labels, cu, cfg.loss_reduction, cfg.ignore_idx).view_as(labels)
-        _, denominator = global_denominator([c.loss_kwargs.loss_weight for c in loss_ctx_list])
-        for ctx in loss_ctx_list:
+        """The contexts of one step calibrated together (`build_batches_loss_kwargs` on their labels)."""
+        calibrated = LMHeadLossContext.build_batches_loss_kwargs(
+            [c.loss_kwargs for c in loss_ctx_list], loss_ctx_list[0].loss_cfg, cu_seq_lens_list, sp_mesh)
+        for ctx, kwargs in zip(loss_ctx_list, calibrated):
             ctx._batch_size = len(loss_ctx_list)
-            ctx.loss_kwargs.loss_weight = ctx.loss_kwargs.loss_weight / denominator.float()
+            ctx.loss_kwargs.loss_weight = kwargs.loss_weight
         return loss_ctx_list
 
     def loss_fn(self, hidden_states, head_weight, head_bias, loss_kwargs):

@@ -79,7 +79,9 @@ def build_data(cfg: TrainerConfig, dist: DistInfo, tokenizer, logger: logging.Lo
         raise ValueError(f"global_batch_size={gbs} must be a multiple of the number of ranks ({world})")
     if dist.distributed and not dist.is_main:
         barrier()  # rank 0 tokenizes and writes the dataset cache first; the others then read it
-    loader = dl_cfg.build(tokenizer, dp_rank=dist.rank, dp_size=world, micro_batch_size=gbs // world, seed=cfg.seed)
+    # XTuner's call (global_batch_size, micro_batch_size, seed); the rank as dp_rank/dp_size instead of a dp_mesh
+    loader = dl_cfg.build(tokenizer, global_batch_size=gbs, micro_batch_size=gbs // world, seed=cfg.seed,
+                          dp_rank=dist.rank, dp_size=world)
     if dist.distributed and dist.is_main:
         barrier()
     steps_per_epoch = len(loader)
