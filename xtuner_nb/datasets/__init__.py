@@ -19,10 +19,12 @@ from .tokenize_fn import (CachableTokenizeFunction, OpenaiTokenizeFunction, Open
 from .chat_template_named import CHAT_TEMPLATE_MAP, HybridChatTemplate
 from .demo import demo_data_path, demo_prompts, demo_texts, identity_data_path, identity_prompts
 from .preview import label_spans, tokenize_samples
+from .preflight import DataCheckError, PreflightReport, check_data
 
 
 __all__ = ["DatasetConfig", "DataloaderConfig", "OpenaiTokenizeFunctionConfig", "PretrainTokenizeFunctionConfig",
            "OpenaiTokenizeFunction", "PretrainTokenizeFunction", "CachableTokenizeFunction", "DataFormatError",
            "CHAT_TEMPLATE_MAP", "HybridChatTemplate", "tokenizer_hash", "tokenize_samples", "label_spans",
            "demo_data_path", "demo_prompts", "demo_texts", "identity_data_path", "identity_prompts",
-           "PackedDataLoader", "LoaderStats", "DatasetStats", "sft_llm_collator"]
+           "PackedDataLoader", "LoaderStats", "DatasetStats", "sft_llm_collator", "check_data", "PreflightReport",
+           "DataCheckError"]
