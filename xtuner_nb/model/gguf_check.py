@@ -136,14 +136,14 @@ def check_gguf(gguf: str | Path, hf_dir: str | Path, prompts: Sequence[str],
     from ..assets import AssetUnavailable
 
     result = GGUFCheck(str(gguf), str(hf_dir), list(prompts))
-    ours = transformers_answers(hf_dir, prompts, max_new_tokens)
-    result.transformers = [a["text"].strip() for a in ours]
     try:
         theirs = llama_cpp_answers(gguf, prompts, max_new_tokens)
     except AssetUnavailable as exc:
         result.unavailable = (f"{exc}. Install Node.js and npm to let xtuner_nb fetch llama.cpp's prebuilt build "
                               "(npm node-llama-cpp), or run the file in your own llama.cpp")
         return result
+    ours = transformers_answers(hf_dir, prompts, max_new_tokens)
+    result.transformers = [a["text"].strip() for a in ours]
     result.llama_cpp = [a["text"].strip() for a in theirs]
     result.same_prompt_tokens = [a["promptTokens"] == b["promptTokens"] for a, b in zip(theirs, ours)]
     return result
