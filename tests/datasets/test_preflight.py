@@ -46,7 +46,8 @@ def test_counts_and_examples(mixed_jsonl, tiny_tok):
     kinds = {x.kind: x for x in report.warnings}
     assert set(kinds) == {"no_trained_token", "truncated", "duplicates"}
     assert kinds["no_trained_token"].examples == [f"{mixed_jsonl}:5"]
-    assert kinds["truncated"].examples == [f"{mixed_jsonl}:12"] and "1 of 12 samples (8.3%)" in kinds["truncated"].message
+    assert kinds["truncated"].examples == [f"{mixed_jsonl}:12"]
+    assert "1 of 12 samples (8.3%)" in kinds["truncated"].message
     assert kinds["duplicates"].examples == [f"{mixed_jsonl}:11 (= {mixed_jsonl}:3)"]
     assert f.lengths.max() == 96 and report.pack_max_length == 128 and 0 < report.pack_fill <= 1
     row = report.table().iloc[0]

@@ -41,6 +41,9 @@ QWEN2_GENERATION = {"bos_token_id": 151643, "pad_token_id": 151643, "do_sample":
                     "top_k": 20, "transformers_version": "4.37.0"}
 JSON_FILES = ("config.json", "generation_config.json", "tokenizer_config.json", "special_tokens_map.json",
               "added_tokens.json", "chat_template.json")
+# what a checkpoint's config and tokenizer are made of (weights apart)
+CHECKPOINT_FILES = JSON_FILES + ("tokenizer.json", "vocab.json", "merges.txt", "tokenizer.model",
+                                 "chat_template.jinja")
 # Every template trains assistant turns after a system prompt, and several turns
 CONVERSATIONS = [
     chat("What is the capital of France?", "Paris."),
@@ -82,14 +85,15 @@ def differences(source: Path, export: Path) -> dict[str, dict]:
     """file -> {key: (source value, export value)} for the JSON files; other files byte by byte."""
     out = {}
     for f in sorted(source.iterdir()):
-        if not f.is_file() or f.suffix == ".safetensors":
+        if f.name not in CHECKPOINT_FILES:
             continue
         theirs = export / f.name
         if not theirs.is_file():
             out[f.name] = {"<file>": ("present", "missing")}
         elif f.name in JSON_FILES:
             a, b = json.loads(f.read_text()), json.loads(theirs.read_text())
-            diff = {k: (a.get(k, "<absent>"), b.get(k, "<absent>")) for k in a.keys() | b.keys() if a.get(k) != b.get(k)}
+            diff = {k: (a.get(k, "<absent>"), b.get(k, "<absent>")) for k in a.keys() | b.keys()
+                    if a.get(k) != b.get(k)}
             if diff:
                 out[f.name] = diff
         elif f.read_bytes() != theirs.read_bytes():

@@ -82,4 +82,5 @@ def test_check_says_plainly_when_there_is_no_llama_cpp(smollm2_run, tmp_path, mo
     monkeypatch.setenv("PATH", str(tmp_path))  # no `node` on the PATH
     result = check_gguf(gguf, trainer.exp_dir / "hf-latest", ["Hi"])
     assert result.llama_cpp is None and not result.passed
-    assert "Node.js (`node`) is not installed" in result.summary() and "GGUF not checked in llama.cpp" in result.summary()
+    summary = result.summary()
+    assert "Node.js (`node`) is not installed" in summary and "GGUF not checked in llama.cpp" in summary

@@ -23,9 +23,8 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from .chat_template_export import ExportTemplate, end_of_turn_text, export_chat_template
-from .chat_template_jinja import HF_TEMPLATE, _markers
-from .chat_template_named import CHAT_TEMPLATE_MAP
+from .chat_template_export import ExportTemplate, export_chat_template
+from .end_of_turn import end_of_turn_for, trains_end_of_turn
 from .sources import find_data_files
 from .template_parity import TemplateComparison, compare_templates, describe, read_conversations
 from .tokenize_fn import IGNORE_INDEX, encode_texts
@@ -40,10 +39,8 @@ class DataCheckError(ValueError):
 
     def __init__(self, report: "PreflightReport"):
         self.report = report
-        lines = [f"- {f.message} (e.g. {', '.join(f.examples)})" if f.examples else f"- {f.message}"
-                 for f in report.warnings]
         super().__init__("the pre-flight check of the training data found problems (strict=True):\n"
-                         + "\n".join(lines))
+                         + "\n".join(f"- {f.line()}" for f in report.warnings))
 
 
 @dataclass
@@ -52,6 +49,9 @@ class Finding:
     message: str
     examples: list[str] = field(default_factory=list)  # "path:line"
     severity: str = "warning"  # "warning" (an error with strict=True) or "note"
+
+    def line(self) -> str:
+        return self.message + (f" (e.g. {', '.join(self.examples)})" if self.examples else "")
 
 
 @dataclass
@@ -117,9 +117,7 @@ class PreflightReport:
                 f"tokens (pack_max_length {self.pack_max_length}, {self.pack_level} packs {self.pack_fill:.1%} "
                 f"full); {len(self.warnings)} warning(s); export template: {self.export_template.describe()} "
                 f"({self.seconds:.1f} s)")
-        return "\n".join([head] + [f"  {f.severity}: {f.message}" + (f" (e.g. {', '.join(f.examples)})"
-                                                                      if f.examples else "")
-                                   for f in self.findings])
+        return "\n".join([head] + [f"  {f.severity}: {f.line()}" for f in self.findings])
 
     def __str__(self) -> str:
         return self.summary()
@@ -174,22 +172,8 @@ def check_loader(loader, dataset_config_list: list[dict[str, Any]], tokenizer, *
     log = log or logger
     log.info(report.summary().split("\n")[0])
     for f in report.findings:
-        (log.warning if f.severity == "warning" else log.info)(
-            f"pre-flight: {f.message}" + (f" (e.g. {', '.join(f.examples)})" if f.examples else ""))
+        (log.warning if f.severity == "warning" else log.info)(f"pre-flight: {f.line()}")
     return report
-
-
-def end_of_turn_for(fn_cfg, tokenizer) -> str | None:
-    """The text that closes an assistant turn in this tokenize function's rendering (None: no chat turns)."""
-    template = getattr(fn_cfg, "chat_template", None)
-    if template in CHAT_TEMPLATE_MAP:
-        return end_of_turn_text(CHAT_TEMPLATE_MAP[template])
-    if template == HF_TEMPLATE:
-        return _markers(tokenizer)[1] or None
-    if not getattr(fn_cfg.build(tokenizer), "reads_messages", False):
-        return None  # pretraining text: no turns
-    eos = getattr(tokenizer, "eos_token", None)
-    return eos if isinstance(eos, str) and eos else None
 
 
 def _check_file(name: str, tf, fn_cfg, tokenizer) -> FileCheck:
@@ -199,7 +183,7 @@ def _check_file(name: str, tf, fn_cfg, tokenizer) -> FileCheck:
     eot = end_of_turn_for(fn_cfg, tokenizer)
     truncated = set(tf.truncated_lines)
     no_trained = lines[used & (trained == 0)].tolist()
-    ends = _trains_end_of_turn(tf, eot, tokenizer) if eot else np.ones(len(tf), bool)
+    ends = trains_end_of_turn(tf, eot, tokenizer) if eot else np.ones(len(tf), bool)
     keep = used & (trained > 0) & ~np.isin(lines, list(truncated)) & ~ends
     return FileCheck(name=name, path=tf.path, chat_template=getattr(fn_cfg, "chat_template", None),
                      max_length=getattr(fn_cfg, "max_length", None), end_of_turn=eot, samples=int(used.sum()),
@@ -207,30 +191,6 @@ def _check_file(name: str, tf, fn_cfg, tokenizer) -> FileCheck:
                      untrained_end=lines[keep].tolist(), truncated=sorted(truncated),
                      trained_cut=_trained_cut(tf, fn_cfg, tokenizer), duplicates=[], lengths=lengths[used],
                      sample_lines=lines[used])
-
-
-def _trains_end_of_turn(tf, eot: str, tokenizer) -> np.ndarray:
-    """Per sample: the last trained token ends with the end-of-turn token(s), trained too. When the end of turn is
-    several tokens (not a special token of this tokenizer), the decoded tail is compared as text, since the whole
-    conversation may have been encoded at once and merged it with what follows."""
-    eot_ids = encode_texts(tokenizer, [eot])[0]
-    mask = tf.labels != IGNORE_INDEX
-    starts, ends = tf.offsets[:-1], tf.offsets[1:]
-    pos = np.where(mask, np.arange(len(mask)), -1)
-    last = np.full(len(starts), -1, np.int64)
-    nonempty = np.nonzero(ends > starts)[0]
-    if len(nonempty):
-        last[nonempty] = np.maximum.reduceat(pos, starts[nonempty])
-    ok = last >= 0
-    for j, tok in enumerate(reversed(eot_ids)):  # the k-th token from the end of the trained run
-        at = last - j
-        inside = ok & (at >= starts)
-        ok = inside & (tf.input_ids[np.clip(at, 0, None)] == tok) & mask[np.clip(at, 0, None)]
-    if len(eot_ids) > 1:
-        for i in np.nonzero(~ok & (last >= 0))[0]:
-            tail = tokenizer.decode(tf.input_ids[max(int(starts[i]), int(last[i]) - 16):int(last[i]) + 1].tolist())
-            ok[i] = tail.rstrip().endswith(eot)
-    return ok
 
 
 def _trained_cut(tf, fn_cfg, tokenizer) -> int | None:
