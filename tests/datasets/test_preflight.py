@@ -140,3 +140,34 @@ def test_a_trainer_keeps_its_report(tmp_path, tiny_ckpt):
     report = trainer.preflight
     assert report.files[0].samples == trainer.loader.stats.samples and report.warnings == []
     assert report.seconds < 10  # seconds, not minutes: it reads the tokens the loader already holds
+
+
+def test_a_sample_whose_trained_tokens_the_truncation_all_cut_says_so(tmp_path, tiny_tok):
+    """A long question and a short answer, max_length inside the question: the sample keeps no trained token, and
+    the finding blames the truncation, not the data."""
+    data = write_jsonl(tmp_path / "t.jsonl", [chat("Hi", "Hello!"), chat("why " * 80, "Because."),
+                                              [{"role": "user", "content": "x"},
+                                               {"role": "assistant", "content": "y", "loss": False}]])
+    report = check_data(loader_cfg(data, max_length=32, pack_max_length=256), tiny_tok)
+    (f,) = report.files
+    assert f.no_trained == [2, 3] and f.truncated == [2] and f.trained_cut > 0
+    (finding,) = [x for x in report.warnings if x.kind == "no_trained_token"]
+    assert "in 1 of them truncation cut every trained token; the others have loss false" in finding.message
+    assert finding.examples == [f"{data}:2", f"{data}:3"]
+
+
+def test_a_tokenizer_template_that_refuses_a_conversation_is_a_difference_not_a_crash(tmp_path, tiny_tok):
+    """Some official templates raise on a role they do not know (Gemma's on 'system'): the comparison counts that
+    conversation as differing and shows the template's own error."""
+    from transformers import AutoTokenizer
+
+    folder = tmp_path / "tok"
+    tiny_tok.save_pretrained(folder)
+    tok = AutoTokenizer.from_pretrained(folder)
+    tok.chat_template = ("{%- if messages[0]['role'] == 'system' %}{{- raise_exception('System role not supported') }}"
+                         "{%- endif %}" + tiny_tok.chat_template)
+    data = write_jsonl(tmp_path / "s.jsonl", [chat("Hi", "Hello!"),
+                                             [{"role": "system", "content": "Be brief."}] + chat("Hi", "Hello!")])
+    (c,) = check_data(loader_cfg(data, pack_max_length=256), tok).templates
+    assert (c.compared, c.differing, c.example_at) == (2, 1, f"{data}:2")
+    assert "refuses this conversation" in c.tokenizer_text and "System role not supported" in c.tokenizer_text

@@ -205,7 +205,10 @@ def _trained_cut(tf, fn_cfg, tokenizer) -> int | None:
     kept = dict(zip(tf.lines.tolist(), tf.loss_counts.tolist()))
     cut = counted = 0
     for no, rec in read_conversations(tf.path, tf.data_format, lines=wanted):
-        labels = np.asarray(whole(rec)["labels"])
+        try:
+            labels = np.asarray(whole(rec)["labels"])
+        except ValueError:  # refused whole as it was truncated: nothing to count
+            continue
         cut += int((labels != IGNORE_INDEX).sum()) - kept.get(no, 0)
         counted += 1
     return round(cut * len(tf.truncated_lines) / max(counted, 1))
@@ -233,9 +236,13 @@ def _findings(report: PreflightReport, tokenizer, stop_ids: set[int]) -> list[Fi
     for f in report.files:
         n = max(f.samples, 1)
         if f.no_trained:
+            cut = len(set(f.no_trained) & set(f.truncated))
+            why = "every message has loss false, or no assistant turn" if not cut else (
+                f"in {cut} of them truncation cut every trained token" if cut == len(f.no_trained) else
+                f"in {cut} of them truncation cut every trained token; the others have loss false on every "
+                "message, or no assistant turn")
             out.append(Finding("no_trained_token", f"{f.path}: {len(f.no_trained)} of {f.samples} samples have no "
-                               "trained token (every message has loss false, or no assistant turn): they cost "
-                               "compute and teach nothing", f.where(f.no_trained)))
+                               f"trained token ({why}): they cost compute and teach nothing", f.where(f.no_trained)))
         if f.untrained_end:
             out.append(Finding("untrained_end_of_turn", f"{f.path}: {len(f.untrained_end)} of {f.samples} samples "
                                f"do not train the end-of-turn token {f.end_of_turn!r} after their last trained turn: "

@@ -79,9 +79,13 @@ def compare_templates(template: str, path: str | Path, data_format: str, tokeniz
         try:
             conv = parse_conversation(rec)
             segments = named.render(conv)
-            theirs_ids = hf_tokenize(tokenizer, conv)[0]
         except ValueError:
             continue  # what training refused was reported when the data were read
+        try:
+            theirs_ids = hf_tokenize(tokenizer, conv)[0]
+            theirs = None
+        except Exception as exc:  # noqa: BLE001 - a template may refuse a conversation (raise_exception, ...)
+            theirs_ids, theirs = None, f"(the tokenizer's chat template refuses this conversation: {exc})"
         ours = "".join(text for text, _ in segments)
         ours_ids = [t for ids in encode_texts(tokenizer, [s for s, _ in segments]) for t in ids]
         out.compared += 1
@@ -89,7 +93,7 @@ def compare_templates(template: str, path: str | Path, data_format: str, tokeniz
             continue
         out.differing += 1
         if out.example_at is None:
-            theirs = tokenizer.apply_chat_template(hf_messages(conv), tools=conv.tools, tokenize=False)
+            theirs = theirs or tokenizer.apply_chat_template(hf_messages(conv), tools=conv.tools, tokenize=False)
             out.example_at, out.training_text, out.tokenizer_text = f"{path}:{no}", ours, theirs
             out.first_difference = next((k for k, (a, b) in enumerate(zip(ours, theirs)) if a != b),
                                         min(len(ours), len(theirs)))
