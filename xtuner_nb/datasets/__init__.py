@@ -25,6 +25,7 @@ from .errors import DataFormatError
 from .ftdp import FTDPTokenizeFnConfig, FtdpTokenizeFunction
 from .jsonl import JsonlDataset
 from .packing import ExpandSoftPackDataset, HardPackDataset
+from .preflight import DataCheckError, PreflightReport, check_data
 from .preview import label_spans, tokenize_samples
 from .sampler import LengthGroupedSampler, ParallelSampler
 from .stats import DatasetStats, LoaderStats
@@ -42,4 +43,5 @@ __all__ = ["DatasetConfig", "DataloaderConfig", "OpenaiTokenizeFunctionConfig", 
            "fake_collator", "BaseTokenizeFnConfig", "DatasetCombine", "DatasetConfigList", "DatasetConfigListAdatper",
            "CHAT_TEMPLATE_MAP", "HybridChatTemplate", "tokenizer_hash", "calculate_file_sha256", "calculate_xxhash",
            "tokenize_samples", "label_spans", "demo_data_path", "demo_prompts", "demo_texts", "identity_data_path",
-           "identity_prompts", "PackedDataLoader", "LoaderStats", "DatasetStats", *_UNSUPPORTED]
+           "identity_prompts", "PackedDataLoader", "LoaderStats", "DatasetStats", "check_data", "PreflightReport",
+           "DataCheckError", *_UNSUPPORTED]

@@ -18,6 +18,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Sequence
 
 # what convert_hf_to_gguf.py accepts for --outtype; "auto" = the highest-fidelity 16-bit type of the source weights
 GGUF_OUTTYPES = ("f32", "f16", "bf16", "q8_0", "auto")
@@ -28,12 +29,15 @@ class GGUFExportError(RuntimeError):
 
 
 def export_gguf(hf_dir: str | Path, out: str | Path | None = None, outtype: str = "f16", *,
-                verbose: bool = False, timeout: float | None = None) -> Path:
+                verbose: bool = False, timeout: float | None = None,
+                check: bool | Sequence[str] = False) -> Path:
     """Convert the HF folder `hf_dir` (config.json, *.safetensors, tokenizer) to one GGUF file; returns its path.
 
     `out`: the file to write (default `hf_dir/model-<outtype>.gguf`; an existing file is replaced only when the
     new one is complete). `outtype`: one of `GGUF_OUTTYPES`; f32 keeps fp32 weights exactly, f16/bf16 halve the
     size, q8_0 quarters it. `verbose`: stream the converter's log instead of printing only its last lines on error.
+    `check`: run the file in llama.cpp and compare its greedy answers with transformers' on `hf_dir`, on these
+    prompts (True: `gguf_check.DEFAULT_PROMPTS`), and print the result (`gguf_check.check_gguf` returns it).
     """
     if outtype not in GGUF_OUTTYPES:
         raise ValueError(f"outtype={outtype!r}: choose one of {GGUF_OUTTYPES}")
@@ -70,6 +74,11 @@ def export_gguf(hf_dir: str | Path, out: str | Path | None = None, outtype: str 
             tmp.unlink()
     print(f"[xtuner_nb.gguf] wrote {out} ({out.stat().st_size / 2**20:.1f} MiB, "
           f"{time.perf_counter() - t0:.0f} s)", flush=True)
+    if check:
+        from .gguf_check import DEFAULT_PROMPTS, check_gguf
+
+        print(f"[xtuner_nb.gguf] {check_gguf(out, hf_dir, DEFAULT_PROMPTS if check is True else check).summary()}",
+              flush=True)
     return out
 
 

@@ -1,6 +1,10 @@
 """Our model -> a Hugging Face folder: safetensors (sharded when large), `config.json`, `generation_config.json`,
 the tokenizer; written to a temporary sibling and renamed, so a crash never leaves half a folder. A LoRA run's export
 (`save_lora_hf`) is the merged model, with the adapter in peft's format beside it.
+
+An export of a fine-tuned checkpoint is that checkpoint with new weights: the JSON and tokenizer files of `source`
+(the `load_from` folder) and `tokenizer_source` are copied as they are, and only what training changed is written
+over them (`export_source.py`).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import torch
 from torch import nn
 
 from .hf_load import INDEX_FILE, SINGLE_FILE, few, named_tensors, hf_name
+from .export_source import write_metadata
 from .lora import ADAPTER_DIR, merged_model_weights, merged_state_dict, save_adapter
 
 if TYPE_CHECKING:
@@ -28,7 +33,8 @@ TIED_KEY = "lm_head.weight"  # dropped on save when tied, as transformers does
 
 def save_hf(state_dict_or_model: nn.Module | Mapping[str, torch.Tensor], model_cfg: "TransformerConfig",
             path: str | Path, tokenizer: Any = None, dtype: torch.dtype = torch.bfloat16,
-            max_shard_size: int | str = "4GB") -> Path:
+            max_shard_size: int | str = "4GB", *, source: str | Path | None = None,
+            tokenizer_source: str | Path | None = None, chat_template: str | None = None) -> Path:
     """Write an HF folder that `AutoModelForCausalLM.from_pretrained(path)` loads; returns `path`.
 
     `state_dict_or_model`: a model (plain, compiled, or peft: active LoRA adapters are merged into the saved
@@ -36,9 +42,13 @@ def save_hf(state_dict_or_model: nn.Module | Mapping[str, torch.Tensor], model_c
     `torch.distributed.checkpoint.state_dict.get_model_state_dict(model, options=StateDictOptions(
     full_state_dict=True, cpu_offload=True))` and call `save_hf(that_dict, ...)` on rank 0 only.
     Weights are cast to `dtype` shard by shard (files of at most `max_shard_size`, "4GB" = 4e9 bytes, "4GiB" =
-    4*2**30; sharded with `model.safetensors.index.json` when larger). `config.json` comes from
-    `model_cfg.hf_config`, `generation_config.json` holds bos/eos/pad (eos = [eos, bos] for Qwen, like Qwen3's own),
-    the tokenizer is saved with `save_pretrained`. Everything goes to a temporary sibling folder that is renamed onto
+    4*2**30; sharded with `model.safetensors.index.json` when larger). With `source` (the checkpoint training
+    started from) its `config.json` and `generation_config.json` are kept, key for key, except what training
+    changed (the dtype, a field of `model_cfg` that differs from the source's); with `tokenizer_source` its
+    tokenizer files are copied as they are. `chat_template` (Jinja) replaces the tokenizer's chat template: the
+    template training used. Without a source, `config.json` comes from `model_cfg.hf_config`,
+    `generation_config.json` holds bos/eos/pad (eos = [eos, bos] for Qwen, like Qwen3's own) and the tokenizer is
+    saved with `save_pretrained`. Everything goes to a temporary sibling folder that is renamed onto
     `path` at the end, so a crash leaves either the old folder or the complete new one (an existing `path` is
     replaced).
     """
@@ -52,12 +62,8 @@ def save_hf(state_dict_or_model: nn.Module | Mapping[str, torch.Tensor], model_c
     tmp.mkdir()
     try:
         _write_weights(tensors, tmp, dtype, limit)
-        hf = model_cfg.hf_config
-        hf.dtype = dtype
-        hf.save_pretrained(str(tmp))
-        _generation_config(model_cfg, tokenizer).save_pretrained(str(tmp))
-        if tokenizer is not None:
-            tokenizer.save_pretrained(str(tmp))
+        write_metadata(tmp, model_cfg, tokenizer, dtype, _generation_config(model_cfg, tokenizer),
+                       source=source, tokenizer_source=tokenizer_source, chat_template=chat_template)
         _replace_dir(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -67,13 +73,15 @@ def save_hf(state_dict_or_model: nn.Module | Mapping[str, torch.Tensor], model_c
 
 def save_lora_hf(peft_model: nn.Module, state_dict: Mapping[str, torch.Tensor], model_cfg: "TransformerConfig",
                  cfg: "LoRAConfig", path: str | Path, tokenizer: Any = None,
-                 dtype: torch.dtype = torch.bfloat16) -> Path:
+                 dtype: torch.dtype = torch.bfloat16, **export_source: Any) -> Path:
     """`path/`: the merged model (an ordinary HF folder, `dtype`); `path/adapter/`: the peft adapter (fp32), which
     loads as `PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), "path/adapter")`.
 
-    `state_dict`: the PeftModel's full state dict (plain tensors), so a sharded (FSDP2) model saves from rank 0."""
+    `state_dict`: the PeftModel's full state dict (plain tensors), so a sharded (FSDP2) model saves from rank 0.
+    `export_source`: `source`, `tokenizer_source`, `chat_template` of `save_hf`."""
     path = Path(path)
-    save_hf(merged_state_dict(state_dict, cfg.scaling), model_cfg, path, tokenizer=tokenizer, dtype=dtype)
+    save_hf(merged_state_dict(state_dict, cfg.scaling), model_cfg, path, tokenizer=tokenizer, dtype=dtype,
+            **export_source)
     save_adapter(peft_model, state_dict, path / ADAPTER_DIR)
     return path
 

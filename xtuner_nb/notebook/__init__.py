@@ -18,6 +18,7 @@ _EXPORTS = {
     "chat": "chat_preview", "answers": "chat_preview", "compare_answers": "chat_preview",
     "clear_chat_cache": "chat_preview",
     "generations_html": "eval_view", "generations_frame": "eval_view", "in_notebook_kernel": "dashboard",
+    "show_preflight": "preflight_view",
     "estimate_memory": "memory", "show_fit": "memory", "MemoryEstimate": "memory", "GPUS": "memory",
 }
 

@@ -65,6 +65,7 @@ class DataParts:
     global_batch_size: int  # packs per optimizer step over all ranks
     micro_batch_size: int  # packs per step on this rank (= gradient accumulation steps)
     total_step: int
+    dataset_config_list: list[dict[str, Any]]  # the entries the loader was built from, in order
 
 
 def build_data(cfg: TrainerConfig, dist: DistInfo, tokenizer, logger: logging.Logger) -> DataParts:
@@ -88,7 +89,7 @@ def build_data(cfg: TrainerConfig, dist: DistInfo, tokenizer, logger: logging.Lo
     total_step = cfg.total_step or steps_per_epoch * (cfg.total_epoch or 1)
     logger.info(f"data: {getattr(loader, 'stats', '')}; {steps_per_epoch} steps/epoch, "
                 f"global_batch_size {gbs} packs, grad_accumulation_steps: {gbs // world}, total_step {total_step}")
-    return DataParts(loader, gbs, gbs // world, total_step)
+    return DataParts(loader, gbs, gbs // world, total_step, dl_cfg.dataset_config_list)
 
 
 @dataclass

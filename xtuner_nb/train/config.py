@@ -127,6 +127,10 @@ class TrainerConfig(XConfig):
     skip_fit_check: bool = Field(
         False, description="Build the model even when the memory estimate exceeds the free memory (as "
                            "XTUNER_NB_SKIP_FIT_CHECK=1).")
+    strict_data_check: bool = Field(
+        False, description="Stop with an error, before the model is built, when the pre-flight check of the data "
+                           "warns (untrained end-of-turn tokens, samples with no trained token, truncation, "
+                           "duplicates); False: log the warnings and train.")
     eval_dataloader_cfg: DataloaderConfig | None = Field(
         None, description="Held-out data for the eval loss, given like dataloader_cfg; its fields left at their "
                           "defaults (pack_max_length, pack_level, ...) come from dataloader_cfg. None: no eval loss.")

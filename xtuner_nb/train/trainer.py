@@ -23,6 +23,7 @@ from typing import Any, Callable, Iterator
 import torch
 
 from ..config import FSDPConfig
+from ..datasets.preflight import check_loader
 from . import build, memory
 from .checkpoint import folder, run_dir
 from .checkpoint.export import write_gguf, write_hf_export
@@ -64,11 +65,16 @@ class Trainer:
         self.memory_estimate = memory.check_run_fits(cfg, self.precision, self.dist, self.logger)
         self.grad_scaler = make_grad_scaler(self.precision, self.dist.device)
         self.attention_backend: str | None = None
+        self.gguf_check = None  # export_gguf(check=True): llama.cpp's answers vs transformers'
         # the parts, in the order that consumes the RNG
         self.tokenizer = build.build_tokenizer(cfg, self.logger)
         data = build.build_data(cfg, self.dist, self.tokenizer, self.logger)
         self.loader, self.total_step = data.loader, data.total_step
         self.global_batch_size, self.micro_batch_size = data.global_batch_size, data.micro_batch_size
+        # the pre-flight check of the data, before the model takes any memory (strict_data_check stops here)
+        self.preflight = check_loader(self.loader, data.dataset_config_list, self.tokenizer,
+                                      strict=cfg.strict_data_check, stop_token_ids=[self.model_cfg.eos_token_id],
+                                      log=self.logger)
         self.evaluator = build_evaluator(cfg, self.tokenizer, self.dist, self.logger)
         parts = build.build_model(cfg, self.dist, self.tokenizer, self.logger, self.precision)
         self.model, self.autocast_dtype, self.lora_record = parts.model, parts.autocast_dtype, parts.lora_record
@@ -161,7 +167,9 @@ class Trainer:
         """Collective: `hf-N/` (an ordinary HF folder; with LoRA the merged weights + `hf-N/adapter/`), and
         `hf-latest` pointing at it; exports beyond hf_max_keep are pruned."""
         path = write_hf_export(self.model, self.model_cfg, self.config.lora_cfg, self.tokenizer,
-                               self.exp_dir / f"hf-{self.cur_step}", self.dist)
+                               self.exp_dir / f"hf-{self.cur_step}", self.dist, source=self.config.load_from,
+                               tokenizer_source=self.config.tokenizer_path,
+                               chat_template=self.preflight.export_template.jinja)
         if self.dist.is_main:
             run_dir.point_symlink(self.exp_dir / "hf-latest", path)
             run_dir.prune(run_dir.list_hf_exports(self.exp_dir), self.config.hf_max_keep)
@@ -170,14 +178,24 @@ class Trainer:
         call_hooks(self.hooks, "on_save", self.state, path, "hf", control or Control())
         return path
 
-    def export_gguf(self, path: str | Path | None = None, outtype: str = "f16") -> Path | None:
+    def export_gguf(self, path: str | Path | None = None, outtype: str = "f16",
+                    check: bool = False) -> Path | None:
         """The model at this step as one GGUF file (llama.cpp, Ollama), by llama.cpp's own converter: this step's
         HF export (written first when missing; merged weights under LoRA) -> `hf-<step>/model-<outtype>.gguf` by
-        default. Collective under torchrun; rank 0 returns the path, the others None."""
+        default. `check`: run the file in llama.cpp (prebuilt, fetched from npm; needs Node.js) on the eval
+        prompts and compare its greedy answers with transformers' on the HF export (logged; the result is
+        `trainer.gguf_check`). Collective under torchrun; rank 0 returns the path, the others None."""
         hf = self.exp_dir / f"hf-{self.cur_step}"
         if not (hf / "config.json").is_file():
             hf = self.export_hf()
-        return write_gguf(hf, path, outtype, self.dist)
+        out = write_gguf(hf, path, outtype, self.dist)
+        if check and out is not None:
+            from ..model.gguf_check import DEFAULT_PROMPTS, check_gguf
+
+            prompts = [p.prompt for p in self.config.eval_prompts or []] or DEFAULT_PROMPTS
+            self.gguf_check = check_gguf(out, hf, prompts, self.config.eval_max_new_tokens)
+            (self.logger.info if self.gguf_check.passed else self.logger.warning)(self.gguf_check.summary())
+        return out
 
     @property
     def history(self):

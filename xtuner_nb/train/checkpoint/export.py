@@ -10,8 +10,12 @@ from typing import Any
 from ..distributed import DistInfo, barrier
 
 
-def write_hf_export(model: Any, model_cfg: Any, lora_cfg: Any, tokenizer: Any, path: Path, dist: DistInfo) -> Path:
-    """`path/`: config.json, safetensors and the tokenizer; under LoRA the adapters merged, and `path/adapter/`."""
+def write_hf_export(model: Any, model_cfg: Any, lora_cfg: Any, tokenizer: Any, path: Path, dist: DistInfo,
+                    **export_source: Any) -> Path:
+    """`path/`: config.json, safetensors and the tokenizer; under LoRA the adapters merged, and `path/adapter/`.
+    `export_source`: `source` (load_from), `tokenizer_source` (tokenizer_path) and `chat_template` (the Jinja of the
+    template training used, None to keep the tokenizer's): the export keeps the source's files but for what
+    training changed (`model/export_source.py`)."""
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
     from ...model.hf_save import save_hf, save_lora_hf
@@ -19,9 +23,9 @@ def write_hf_export(model: Any, model_cfg: Any, lora_cfg: Any, tokenizer: Any, p
     sd = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
     if dist.is_main:
         if lora_cfg is None:
-            save_hf(sd, model_cfg, path, tokenizer=tokenizer)
+            save_hf(sd, model_cfg, path, tokenizer=tokenizer, **export_source)
         else:
-            save_lora_hf(model, sd, model_cfg, lora_cfg, path, tokenizer=tokenizer)
+            save_lora_hf(model, sd, model_cfg, lora_cfg, path, tokenizer=tokenizer, **export_source)
     barrier()
     return path
 
