@@ -149,7 +149,8 @@ def check_loader(loader, dataset_config_list: list[dict[str, Any]], tokenizer, *
     raise `DataCheckError` when there is a warning; otherwise the warnings are logged."""
     t0 = time.perf_counter()
     files, templates = [], []
-    tfs = iter(loader.files)
+    tokenized = [d.file for d in loader.dataset.datasets]  # one JsonlDataset per data file, in the entries' order
+    tfs = iter(tokenized)
     for entry in dataset_config_list:
         ds, fn_cfg = entry["dataset"], entry["tokenize_fn"]
         template = getattr(fn_cfg, "chat_template", None)
@@ -160,7 +161,7 @@ def check_loader(loader, dataset_config_list: list[dict[str, Any]], tokenizer, *
                 comparison = compare_templates(template, tf.path, tf.data_format, tokenizer)
                 if comparison is not None:
                     templates.append(comparison)
-    _mark_duplicates(files, loader.files)
+    _mark_duplicates(files, tokenized)
     stats = loader.stats
     report = PreflightReport(files=files, findings=[], pack_max_length=stats.pack_max_length,
                              pack_level=stats.pack_level, pack_fill=stats.fill_ratio, templates=templates,
