@@ -31,7 +31,7 @@ from .distributed import (DistInfo, all_reduce_max, any_rank, describe_node, ini
                           teardown_distributed)
 from .evaluate import build_evaluator
 from .hooks.builtin import plot_history_function, resolve_hooks
-from .hooks.events import Control, Hook, TrainState, call_hooks
+from .hooks.events import Control, Hook, TrainState, call_every_hook, call_hooks
 from .interrupt import install_interrupt_handler
 from .logs import JsonlTracker, format_step_line, in_notebook_kernel, read_tracker, set_console_level, setup_logging
 from .metrics import step_metrics
@@ -231,6 +231,7 @@ class Trainer:
         restore = install_interrupt_handler(self.request_stop, lambda: self.cur_step + 1)
         call_hooks(hooks, "on_fit_begin", self.state, control)
         fit_start, tokens_at_start, steps_at_start = time.time(), 0, self.cur_step
+        failure: BaseException | None = None
         try:
             while self.cur_step < self.total_step:
                 row = self._train_one_step(fit_start, tokens_at_start, steps_at_start)
@@ -252,17 +253,39 @@ class Trainer:
             gc.collect()
             torch.cuda.empty_cache()
             advice = memory.oom_message(self.config, self.precision, self.dist)
-            raise torch.OutOfMemoryError(f"{exc}\n{advice}") from None
-        except BaseException:
-            reason = "error"
+            failure = torch.OutOfMemoryError(f"{exc}\n{advice}")
+            raise failure from None
+        except BaseException as exc:
+            reason, failure = "error", exc
             raise
         finally:
-            self._finish_pending_save()  # async_checkpoint: the last save completes
-            restore()
-            set_console_level(10 if self.config.debug else 20)
-            self.elapsed += time.time() - fit_start
-            call_hooks(hooks, "on_fit_end", self.state, reason, control)
+            self._end_fit(reason, control, failure, restore, fit_start)
         self._end_message(reason)
+
+    def _end_fit(self, reason: str, control: Control, failure: BaseException | None, restore: Callable[[], None],
+                 fit_start: float) -> None:
+        """The end of every fit(), failed or not: the pending async save completes, the interrupt handler and the
+        console go back, then every hook's on_fit_end. The first error wins: after a failed run whatever fails here
+        is logged and noted on the run's error, which is the one raised; after a good run the first failure here is
+        raised once the rest has run."""
+        errors: list[BaseException] = []
+        try:
+            self._finish_pending_save()  # async_checkpoint: the last save completes
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:  # torch DCP's CheckpointException is a BaseException
+            errors.append(exc)
+        restore()
+        set_console_level(10 if self.config.debug else 20)
+        self.elapsed += time.time() - fit_start
+        ended = "error" if failure is not None or errors else reason
+        errors += call_every_hook(self.hooks, "on_fit_end", self.state, ended, control)
+        first = failure if failure is not None else (errors[0] if errors else None)
+        for later in errors[0 if failure is not None else 1:]:
+            self.logger.error(f"{later} (after the error that ended the run: {type(first).__name__})")
+            first.add_note(f"Afterwards: {later}")
+        if failure is None and errors:
+            raise errors[0]
 
     def _train_one_step(self, fit_start: float, tokens_since_start: int, steps_at_start: int) -> dict[str, Any]:
         dev, cfg = self.dist.device, self.config
