@@ -125,12 +125,17 @@ class Trainer:
         """Collective: `checkpoints/ckpt-step-N` (written as `.tmp`, then renamed), pruned to checkpoint_maxkeep;
         `snapshot`: `checkpoints/snapshot-step-N`, only the newest kept (XTuner's snapshot_interval). With
         async_checkpoint the weights are written in the background and the save completes at the next save or at
-        the end of fit."""
+        the end of fit.
+
+        Each checkpoint records its files, sizes and checksums (`manifest.json`), checked before a resume. A save
+        that runs out of disk space raises `DiskFullError` (what it needed, what was free, the checkpoint that
+        remains); the Trainer keeps its state, so after freeing space `trainer.save_checkpoint()` saves it."""
         self._finish_pending_save()
         step, cfg = self.cur_step, self.config
         path = run_dir.checkpoint_dir(self.exp_dir, step, snapshot)
         if self.dist.is_main:
             run_dir.remove_stale_tmp(self.exp_dir)
+        intact = next((p for p in run_dir.resume_candidates(self.exp_dir) if p != path), None)
         train_state = {"cur_step": step, "cur_epoch": self.cur_epoch, "total_consumed_tokens": self.consumed_tokens,
                        "train_time_offset": self.elapsed, **self.lora_record}
         if self.grad_scaler is not None:  # fp16: the loss scale and its growth counter, so a resume steps identically
@@ -138,7 +143,8 @@ class Trainer:
         written = folder.save_checkpoint(path, model=self.model, optimizer=self.optimizer,
                                          scheduler=self.lr_scheduler, loader_state=self.loader.state_dict(),
                                          train_state=train_state, config_json=_config_json(cfg),
-                                         rank=self.dist.rank, async_save=cfg.async_checkpoint)
+                                         rank=self.dist.rank, world_size=self.dist.world_size,
+                                         async_save=cfg.async_checkpoint, intact=intact, logger=self.logger)
         state, control = self.state, control or Control()
 
         def completed() -> Path:
@@ -399,9 +405,10 @@ class Trainer:
         return {"cur_step": self.cur_step, "cur_epoch": self.cur_epoch, "consumed_tokens": self.consumed_tokens}
 
     def _resume_if_asked(self) -> None:
-        """auto_resume (the latest checkpoint or snapshot of exp_dir) or load_checkpoint_cfg: restore weights,
-        optimizer, scheduler, RNG, data position, counters and the history rows up to the checkpoint's step."""
-        path = run_dir.resume_checkpoint(self.config, self.exp_dir)
+        """auto_resume (the newest intact checkpoint or snapshot of exp_dir: a damaged one is named and skipped) or
+        load_checkpoint_cfg (refused when damaged): restore weights, optimizer, scheduler, RNG, data position,
+        counters and the history rows up to the checkpoint's step."""
+        path = run_dir.resume_checkpoint(self.config, self.exp_dir, self.dist, self.logger)
         if path is None:
             return
         from ..model.lora import check_resume as check_lora_resume
