@@ -82,7 +82,7 @@ def test_a_damaged_latest_checkpoint_falls_back_to_the_newest_intact_one(tiny_ck
     with open(weights, "r+b") as f:
         f.seek(weights.stat().st_size // 2)
         f.write(b"\0" * 64)
-    assert find_damage(ckpts / "ckpt-step-4").startswith("weights/__0_0.distcp is not what the save wrote (CRC-32 ")
+    assert find_damage(ckpts / "ckpt-step-4").startswith("weights/__0_0.distcp is not what the save wrote (checksum ")
 
 
 def _in_its_own_small_disk(tiny_ckpt, disk):

@@ -7,7 +7,7 @@ A checkpoint directory `checkpoints/ckpt-step-N/` holds
   rng_rank{r}.pt       python / torch (and CUDA) RNG states of every rank
   trainer_config.json  the run's config
   train_state.json     step, epoch, tokens, time: no train_state.json, no checkpoint
-  manifest.json        every other file with its size and CRC-32, written last (`manifest.py`)
+  manifest.json        every other file with its size and checksum, written last (`manifest.py`)
 A half-written checkpoint is a `*.tmp` directory, ignored when resuming and removed at the next save; one that ran
 out of disk space is removed at once and the save raises `disk.DiskFullError`. Where checkpoints live in a run,
 when they are written and which one a run resumes from is `run_dir.py`.

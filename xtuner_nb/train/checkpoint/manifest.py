@@ -1,15 +1,16 @@
 """What a complete checkpoint holds, and the check of a checkpoint against it before it is loaded.
 
 `manifest.json` is the last file written into a checkpoint folder (after train_state.json, before the `.tmp`
-folder is renamed). It lists every other file of the folder with its size and CRC-32:
+folder is renamed). It lists every other file of the folder with its size and its XXH3-64 checksum:
 
-    {"format": 1, "files": {"train_state.json": {"size": 133, "crc32": "5d8f0a1c"},
-                            "weights/__0_0.distcp": {"size": 13958506, "crc32": "0b7e22f4"}, ...}}
+    {"format": 1, "files": {"train_state.json": {"size": 133, "xxh3_64": "5d8f0a1c93e2b417"},
+                            "weights/__0_0.distcp": {"size": 13958506, "xxh3_64": "0b7e22f4a1c06d59"}, ...}}
 
-CRC-32 (zlib), not a cryptographic hash: it finds what real faults leave behind (a file cut short by a full disk or
-a killed copy, a block of zeros, flipped bits) at about the speed of reading the file back from the page cache, so
-every save can afford it. It is no guard against someone who edits a checkpoint on purpose; `folder.load_pt` and
-the restricted unpickler make loading one safe.
+XXH3 (xxhash), not a cryptographic hash: it finds what real faults leave behind (a file cut short by a full disk or
+a killed copy, a block of zeros, flipped bits) at GB/s per core, hashed from the file's mapped pages: about 5 % of
+a save's time, where zlib's CRC-32 takes three times as long (`bench/checkpoint_manifest.py` measures both). It is
+no guard against someone who edits a checkpoint on purpose; `folder.load_pt` and the restricted unpickler make
+loading one safe.
 
 Under torchrun each rank describes, and later checks, the files it wrote: its DCP shard `__<rank>_<n>.distcp` and
 its `rng_rank<rank>.pt`; rank 0 the rest. Rank 0 writes the manifest, and every rank gets the same verdict.
@@ -18,28 +19,32 @@ its `rng_rank<rank>.pt`; rank 0 the rest. Rank 0 writes the manifest, and every 
 from __future__ import annotations
 
 import json
+import mmap
+import os
 import re
-import zlib
 from pathlib import Path
+
+import xxhash
 
 from ..distributed import all_gather_object
 
 MANIFEST = "manifest.json"
+CHECKSUM = "xxh3_64"
 _RANK_IN_NAME = re.compile(r"^(?:__(\d+)_\d+\.distcp|rng_rank(\d+)\.pt)$")
-_CHUNK = 16 << 20
 
 
 class DamagedCheckpointError(ValueError):
     """A checkpoint's files are not what its save wrote (the message names the checkpoint and the file)."""
 
 
-def crc32_of(path: Path) -> str:
-    crc, buf = 0, bytearray(_CHUNK)
-    view = memoryview(buf)
-    with open(path, "rb", buffering=0) as f:
-        while n := f.readinto(buf):
-            crc = zlib.crc32(view[:n], crc)  # zlib releases the GIL: a background async save is not held up
-    return f"{crc:08x}"
+def checksum_of(path: Path) -> str:
+    """XXH3-64 of a file, hashed straight from its mapped pages: no copy through a read buffer, which took three
+    quarters of the time."""
+    with open(path, "rb") as f:
+        if os.fstat(f.fileno()).st_size == 0:  # an empty file cannot be mapped
+            return xxhash.xxh3_64().hexdigest()
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+            return xxhash.xxh3_64(mapped).hexdigest()
 
 
 def _owner(relpath: str, world_size: int) -> int:
@@ -56,7 +61,7 @@ def _files(folder: Path) -> list[str]:
 def write_manifest(folder: Path, rank: int, world_size: int) -> None:
     """Collective, once every other file of `folder` is written: each rank records its own files, rank 0 writes
     manifest.json."""
-    mine = {rel: {"size": (folder / rel).stat().st_size, "crc32": crc32_of(folder / rel)}
+    mine = {rel: {"size": (folder / rel).stat().st_size, CHECKSUM: checksum_of(folder / rel)}
             for rel in _files(folder) if _owner(rel, world_size) == rank}
     files: dict[str, dict] = {}
     for part in all_gather_object(mine):
@@ -83,7 +88,7 @@ def _damage_seen_by(folder: Path, rank: int, world_size: int) -> str | None:
         return None
     try:
         files = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))["files"]
-        mine = {rel: (int(f["size"]), str(f["crc32"])) for rel, f in files.items() if _owner(rel, world_size) == rank}
+        mine = {rel: (int(f["size"]), str(f[CHECKSUM])) for rel, f in files.items() if _owner(rel, world_size) == rank}
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         return f"{MANIFEST} cannot be read ({type(exc).__name__}: {exc})"
     for rel, (size, _) in sorted(mine.items()):  # sizes first: a file cut short is found without reading it
@@ -92,8 +97,8 @@ def _damage_seen_by(folder: Path, rank: int, world_size: int) -> str | None:
             return f"{rel} is missing"
         if path.stat().st_size != size:
             return f"{rel} has {path.stat().st_size} bytes where the save wrote {size}"
-    for rel, (_, crc) in sorted(mine.items()):
-        found = crc32_of(folder / rel)
-        if found != crc:
-            return f"{rel} is not what the save wrote (CRC-32 {found}, recorded {crc})"
+    for rel, (_, recorded) in sorted(mine.items()):
+        found = checksum_of(folder / rel)
+        if found != recorded:
+            return f"{rel} is not what the save wrote (checksum {found}, recorded {recorded})"
     return None
