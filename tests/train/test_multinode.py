@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -102,11 +101,16 @@ def test_two_nodes_on_loopback_train_like_one_process_and_resume_exactly(tiny_ck
         assert row["runtime_info/tgs"] == pytest.approx(
             row["runtime_info/total_text_tokens"] / row["time/step_time"] / 2, rel=1e-6)
 
-    # the job died after step 2: only ckpt-step-2 is left; auto_resume on both nodes replays step 3 bit for bit
-    shutil.rmtree(exp / "checkpoints/ckpt-step-3")
+    # the job died while saving step 3 and rank 1's shard of ckpt-step-3 is cut short: rank 1 finds it, both nodes
+    # go back to ckpt-step-2 together, and auto_resume replays step 3 bit for bit
+    shard = exp / "checkpoints/ckpt-step-3/weights/__1_0.distcp"
+    os.truncate(shard, shard.stat().st_size // 2)
     out, err = _all_ok(_nodes(tiny_ckpt, [work, work], {**OVER, "auto_resume": True}))
+    assert f"checkpoint {exp / 'checkpoints/ckpt-step-3'} is damaged: weights/__1_0.distcp has " in err
     assert "resumed from" in err and "ckpt-step-2 at step 2" in err
     assert _losses(out) == {3: first[3]}
+    assert (exp / "checkpoints/ckpt-step-3.damaged").is_dir()
+    assert "weights/__1_0.distcp" in (exp / "logs/rank1.log").read_text()  # every rank knows why
 
 
 @pytest.mark.slow

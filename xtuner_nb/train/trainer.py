@@ -32,7 +32,7 @@ from .distributed import (DistInfo, all_reduce_max, any_rank, describe_node, ini
                           teardown_distributed)
 from .evaluate import build_evaluator
 from .hooks.builtin import plot_history_function, resolve_hooks
-from .hooks.events import Control, Hook, TrainState, call_hooks
+from .hooks.events import Control, Hook, TrainState, call_every_hook, call_hooks
 from .interrupt import install_interrupt_handler
 from .logs import JsonlTracker, format_step_line, in_notebook_kernel, read_tracker, set_console_level, setup_logging
 from .metrics import step_metrics
@@ -131,12 +131,17 @@ class Trainer:
         """Collective: `checkpoints/ckpt-step-N` (written as `.tmp`, then renamed), pruned to checkpoint_maxkeep;
         `snapshot`: `checkpoints/snapshot-step-N`, only the newest kept (XTuner's snapshot_interval). With
         async_checkpoint the weights are written in the background and the save completes at the next save or at
-        the end of fit."""
+        the end of fit.
+
+        Each checkpoint records its files, sizes and checksums (`manifest.json`), checked before a resume. A save
+        that runs out of disk space raises `DiskFullError` (what it needed, what was free, the checkpoint that
+        remains); the Trainer keeps its state, so after freeing space `trainer.save_checkpoint()` saves it."""
         self._finish_pending_save()
         step, cfg = self.cur_step, self.config
         path = run_dir.checkpoint_dir(self.exp_dir, step, snapshot)
         if self.dist.is_main:
             run_dir.remove_stale_tmp(self.exp_dir)
+        intact = next((p for p in run_dir.resume_candidates(self.exp_dir) if p != path), None)
         train_state = {"cur_step": step, "cur_epoch": self.cur_epoch, "total_consumed_tokens": self.consumed_tokens,
                        "train_time_offset": self.elapsed, **self.lora_record}
         if self.grad_scaler is not None:  # fp16: the loss scale and its growth counter, so a resume steps identically
@@ -144,7 +149,8 @@ class Trainer:
         written = folder.save_checkpoint(path, model=self.model, optimizer=self.optimizer,
                                          scheduler=self.lr_scheduler, loader_state=self.loader.state_dict(),
                                          train_state=train_state, config_json=_config_json(cfg),
-                                         rank=self.dist.rank, async_save=cfg.async_checkpoint)
+                                         rank=self.dist.rank, world_size=self.dist.world_size,
+                                         async_save=cfg.async_checkpoint, intact=intact, logger=self.logger)
         state, control = self.state, control or Control()
 
         def completed() -> Path:
@@ -249,6 +255,7 @@ class Trainer:
         restore = install_interrupt_handler(self.request_stop, lambda: self.cur_step + 1)
         call_hooks(hooks, "on_fit_begin", self.state, control)
         fit_start, tokens_at_start, steps_at_start = time.time(), 0, self.cur_step
+        failure: BaseException | None = None
         try:
             while self.cur_step < self.total_step:
                 row = self._train_one_step(fit_start, tokens_at_start, steps_at_start)
@@ -270,17 +277,39 @@ class Trainer:
             gc.collect()
             torch.cuda.empty_cache()
             advice = memory.oom_message(self.config, self.precision, self.dist)
-            raise torch.OutOfMemoryError(f"{exc}\n{advice}") from None
-        except BaseException:
-            reason = "error"
+            failure = torch.OutOfMemoryError(f"{exc}\n{advice}")
+            raise failure from None
+        except BaseException as exc:
+            reason, failure = "error", exc
             raise
         finally:
-            self._finish_pending_save()  # async_checkpoint: the last save completes
-            restore()
-            set_console_level(10 if self.config.debug else 20)
-            self.elapsed += time.time() - fit_start
-            call_hooks(hooks, "on_fit_end", self.state, reason, control)
+            self._end_fit(reason, control, failure, restore, fit_start)
         self._end_message(reason)
+
+    def _end_fit(self, reason: str, control: Control, failure: BaseException | None, restore: Callable[[], None],
+                 fit_start: float) -> None:
+        """The end of every fit(), failed or not: the pending async save completes, the interrupt handler and the
+        console go back, then every hook's on_fit_end. The first error wins: after a failed run whatever fails here
+        is logged and noted on the run's error, which is the one raised; after a good run the first failure here is
+        raised once the rest has run."""
+        errors: list[BaseException] = []
+        try:
+            self._finish_pending_save()  # async_checkpoint: the last save completes
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:  # torch DCP's CheckpointException is a BaseException
+            errors.append(exc)
+        restore()
+        set_console_level(10 if self.config.debug else 20)
+        self.elapsed += time.time() - fit_start
+        ended = "error" if failure is not None or errors else reason
+        errors += call_every_hook(self.hooks, "on_fit_end", self.state, ended, control)
+        first = failure if failure is not None else (errors[0] if errors else None)
+        for later in errors[0 if failure is not None else 1:]:
+            self.logger.error(f"{later} (after the error that ended the run: {type(first).__name__})")
+            first.add_note(f"Afterwards: {later}")
+        if failure is None and errors:
+            raise errors[0]
 
     def _train_one_step(self, fit_start: float, tokens_since_start: int, steps_at_start: int) -> dict[str, Any]:
         dev, cfg = self.dist.device, self.config
@@ -394,9 +423,10 @@ class Trainer:
         return {"cur_step": self.cur_step, "cur_epoch": self.cur_epoch, "consumed_tokens": self.consumed_tokens}
 
     def _resume_if_asked(self) -> None:
-        """auto_resume (the latest checkpoint or snapshot of exp_dir) or load_checkpoint_cfg: restore weights,
-        optimizer, scheduler, RNG, data position, counters and the history rows up to the checkpoint's step."""
-        path = run_dir.resume_checkpoint(self.config, self.exp_dir)
+        """auto_resume (the newest intact checkpoint or snapshot of exp_dir: a damaged one is named and skipped) or
+        load_checkpoint_cfg (refused when damaged): restore weights, optimizer, scheduler, RNG, data position,
+        counters and the history rows up to the checkpoint's step."""
+        path = run_dir.resume_checkpoint(self.config, self.exp_dir, self.dist, self.logger)
         if path is None:
             return
         from ..model.lora import check_resume as check_lora_resume

@@ -6,9 +6,11 @@ A checkpoint directory `checkpoints/ckpt-step-N/` holds
   lr_scheduler.pt      scheduler state
   rng_rank{r}.pt       python / torch (and CUDA) RNG states of every rank
   trainer_config.json  the run's config
-  train_state.json     step, epoch, tokens, time -- written last: no train_state.json, no checkpoint
-A half-written checkpoint is a `*.tmp` directory, ignored when resuming and removed at the next save. Where
-checkpoints live in a run and when they are written is `run_dir.py`.
+  train_state.json     step, epoch, tokens, time: no train_state.json, no checkpoint
+  manifest.json        every other file with its size and checksum, written last (`manifest.py`)
+A half-written checkpoint is a `*.tmp` directory, ignored when resuming and removed at the next save; one that ran
+out of disk space is removed at once and the save raises `disk.DiskFullError`. Where checkpoints live in a run,
+when they are written and which one a run resumes from is `run_dir.py`.
 
 Every `.pt` file holds tensors and plain containers only and is read with `torch.load(weights_only=True)`, so a
 checkpoint folder from someone else cannot run code when it is resumed (the DCP weights are tensors; the rest is
@@ -18,6 +20,7 @@ JSON). A file that needs more than that is refused with `UnsafeCheckpointError`.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import pickle
 import random
@@ -33,7 +36,9 @@ from torch.distributed.checkpoint import FileSystemReader
 from torch.distributed.checkpoint.metadata import Metadata, StorageMeta
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict, set_state_dict
 
-from ..distributed import barrier
+from ..distributed import all_gather_object, barrier
+from . import disk
+from .manifest import write_manifest
 
 class UnsafeCheckpointError(ValueError):
     """A checkpoint file holds Python objects that only an unrestricted unpickler could build."""
@@ -114,10 +119,13 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 
 
 def save_checkpoint(path: Path, *, model, optimizer, scheduler, loader_state: dict, train_state: dict,
-                    config_json: str | None, rank: int, frozen_ok: bool = True, async_save: bool = False):
+                    config_json: str | None, rank: int, world_size: int = 1, frozen_ok: bool = True,
+                    async_save: bool = False, intact: Path | None = None, logger: logging.Logger | None = None):
     """Collective: every rank calls it. Returns the final directory, or with `async_save` (XTuner's
     async_checkpoint) a `finish()` function: the weights are copied to CPU memory and written by torch DCP's
-    async_save in the background; `finish()` waits for them, then writes train_state.json and renames."""
+    async_save in the background; `finish()` waits for them, then writes train_state.json and the manifest, and
+    renames. A save that runs out of space raises `disk.DiskFullError` naming `intact`, the checkpoint that remains;
+    `logger` warns first when the free space is below what the checkpoint needs."""
     tmp = path.with_name(path.name + ".tmp")
     if rank == 0:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -125,24 +133,30 @@ def save_checkpoint(path: Path, *, model, optimizer, scheduler, loader_state: di
     barrier()
     model_sd, optim_sd = get_state_dict(model, optimizer, options=StateDictOptions(ignore_frozen_params=frozen_ok))
     model_sd = _without_frozen(model, model_sd, frozen_ok)
-    with warnings.catch_warnings():  # "assuming the intent is to save in a single process": it is
-        warnings.filterwarnings("ignore", message=".*torch.distributed is disabled.*")
-        save = dcp.async_save if async_save else dcp.save
-        pending = save({"model": model_sd, "optimizer": optim_sd}, checkpoint_id=str(tmp / "weights"))
-    torch.save(_rng_state(), tmp / f"rng_rank{rank}.pt")
-    if rank == 0:  # the rest is small and must be taken now (the loop moves on)
-        torch.save(loader_state, tmp / "dataloader.pt")
-        torch.save(scheduler.state_dict(), tmp / "lr_scheduler.pt")
-        if config_json is not None:
+    small = {"dataloader.pt": loader_state, "lr_scheduler.pt": scheduler.state_dict()} if rank == 0 else {}
+    room = disk.SaveRoom(tmp, sum(all_gather_object(disk.tensor_bytes([model_sd, optim_sd, small]))), intact, rank)
+    room.warn_if_short(logger or logging.getLogger("xtuner_nb"))
+    with room.guard():
+        with warnings.catch_warnings():  # "assuming the intent is to save in a single process": it is
+            warnings.filterwarnings("ignore", message=".*torch.distributed is disabled.*")
+            save = dcp.async_save if async_save else dcp.save
+            pending = save({"model": model_sd, "optimizer": optim_sd}, checkpoint_id=str(tmp / "weights"))
+        _save_pt(_rng_state(), tmp / f"rng_rank{rank}.pt")
+        for name, obj in small.items():  # rank 0: small, and must be taken now (the loop moves on)
+            _save_pt(obj, tmp / name)
+        if rank == 0 and config_json is not None:
             (tmp / "trainer_config.json").write_text(config_json, encoding="utf-8")
     state_json = json.dumps({**train_state, "saved_at": time.time()})
 
     def finish() -> Path:
-        if async_save:
-            pending.result()
-        barrier()
-        if rank == 0:  # train_state.json last: a checkpoint without it is incomplete and ignored
-            (tmp / "train_state.json").write_text(state_json, encoding="utf-8")
+        with room.guard():
+            if async_save:
+                pending.result()
+            barrier()
+            if rank == 0:
+                (tmp / "train_state.json").write_text(state_json, encoding="utf-8")
+            write_manifest(tmp, rank, world_size)  # last: what a complete checkpoint holds
+        if rank == 0:
             if path.exists():  # re-saving the same step (e.g. a stop right after a scheduled save)
                 shutil.rmtree(path)
             os.replace(tmp, path)
@@ -150,6 +164,13 @@ def save_checkpoint(path: Path, *, model, optimizer, scheduler, loader_state: di
         return path
 
     return finish if async_save else finish()
+
+
+def _save_pt(obj: Any, path: Path) -> None:
+    """torch.save through a Python file: a full disk then raises OSError(ENOSPC) rather than torch's zip writer's
+    "file write failed"."""
+    with open(path, "wb") as f:
+        torch.save(obj, f)
 
 
 def load_checkpoint(path: Path, *, model, optimizer, scheduler, rank: int, load_optimizer: bool = True,

@@ -3,7 +3,8 @@
     work_dir/
       .xtuner                      registry of the experiments (JSON): exp_dir, checkpoint and HF lists, step
       <YYYYmmddHHMMSS>/            one experiment (exp_dir); auto_resume continues the newest
-        checkpoints/ckpt-step-N/   a checkpoint (`folder.py` writes and reads one)
+        checkpoints/ckpt-step-N/   a checkpoint (`folder.py` writes and reads one, `manifest.py` checks one)
+        checkpoints/ckpt-step-N.damaged/   one that auto_resume found damaged, set aside (never counted again)
         checkpoints/snapshot-step-N/   XTuner's snapshot_interval saves (only the newest is kept)
         hf-N/, hf-latest           HF exports (`export.py`)
         logs/                      rank logs and exp_tracking/rank0/tracker.jsonl
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import logging
 import os
 import re
 import shutil
@@ -22,8 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..distributed import DistInfo, broadcast_object, check_shared_work_dir
+from ..distributed import DistInfo, barrier, broadcast_object, check_shared_work_dir
 from .folder import is_complete
+from .manifest import DamagedCheckpointError, find_damage, has_manifest
 
 CKPT_RE = re.compile(r"^ckpt-step-(\d+)$")
 SNAPSHOT_RE = re.compile(r"^snapshot-step-(\d+)$")
@@ -83,14 +86,70 @@ def list_hf_exports(exp_dir: Path) -> list[Path]:
     return sorted(Path(exp_dir).glob("hf-[0-9]*"), key=lambda p: int(p.name.split("-")[1]))
 
 
-def resume_checkpoint(cfg: Any, exp_dir: Path) -> Path | None:
-    """What a new Trainer starts from: with auto_resume the newest checkpoint or snapshot of exp_dir, else
-    `load_checkpoint_cfg.checkpoint_path` (None: a fresh start)."""
+def resume_candidates(exp_dir: Path) -> list[Path]:
+    """Complete checkpoints and snapshots of an experiment, newest first (a checkpoint before a snapshot of the
+    same step): what auto_resume tries, in this order."""
+    found = list_checkpoints(exp_dir) + list_checkpoints(exp_dir, SNAPSHOT_RE)
+    return sorted(found, key=step_of, reverse=True)
+
+
+def resume_checkpoint(cfg: Any, exp_dir: Path, dist: DistInfo, logger: logging.Logger) -> Path | None:
+    """What a new Trainer starts from, checked against its manifest before anything is loaded. Collective: every
+    rank checks its own files and all get the same answer.
+
+    With auto_resume: the newest intact checkpoint or snapshot of exp_dir; each newer one that is damaged is named
+    in a warning with what is wrong, and set aside as `<name>.damaged`. Otherwise (or when exp_dir has none)
+    `load_checkpoint_cfg.checkpoint_path`, which must be intact. None: a fresh start."""
+    damaged: list[tuple[Path, str]] = []
+    for path in broadcast_object(resume_candidates(exp_dir) if cfg.auto_resume else []):
+        problem = find_damage(path, dist.rank, dist.world_size)
+        if problem is None:
+            _set_aside(damaged, path, dist, logger)
+            return _checked(path, logger)
+        damaged.append((path, problem))
+    if damaged:
+        raise DamagedCheckpointError(
+            f"auto_resume: every checkpoint of {exp_dir} is damaged: "
+            + "; ".join(f"{p.name}: {why}" for p, why in damaged)
+            + ". Move them out of the checkpoints folder to train this experiment again from the start, or build the "
+              "Trainer without auto_resume for a new experiment.")
     path = cfg.load_checkpoint_cfg.checkpoint_path
-    if cfg.auto_resume:
-        found = list_checkpoints(exp_dir) + list_checkpoints(exp_dir, SNAPSHOT_RE)
-        path = max(found, key=step_of) if found else path
-    return None if path is None else Path(path)
+    if path is None:
+        return None
+    problem = find_damage(Path(path), dist.rank, dist.world_size)
+    if problem is not None:
+        raise DamagedCheckpointError(f"checkpoint {path} is damaged: {problem}. It cannot be loaded: point "
+                                     "load_checkpoint_cfg.checkpoint_path (resume_cfg.resume_from) at another one.")
+    return _checked(Path(path), logger)
+
+
+def _checked(path: Path, logger: logging.Logger) -> Path:
+    if not has_manifest(path):
+        logger.info(f"{path}: no manifest.json (saved before checkpoints recorded one), loaded without a check")
+    return path
+
+
+def _set_aside(damaged: list[tuple[Path, str]], intact: Path, dist: DistInfo, logger: logging.Logger) -> None:
+    """Warn about each damaged checkpoint and rename it `<name>.damaged`: it no longer counts as saved, so the run
+    writes that step again, and nothing is deleted."""
+    if not damaged:
+        return
+    asides = [_unused_name(path.with_name(path.name + ".damaged")) for path, _ in damaged]
+    barrier()  # every rank has named them before rank 0 renames
+    for (path, problem), aside in zip(damaged, asides):
+        logger.warning(f"checkpoint {path} is damaged: {problem}. auto_resume goes back to the newest intact "
+                       f"checkpoint, {intact}; the damaged one is kept as {aside.name} (delete it once you have "
+                       "looked).")
+        if dist.is_main:
+            path.rename(aside)
+    barrier()
+
+
+def _unused_name(path: Path) -> Path:
+    n, name = 1, path
+    while name.exists():
+        name, n = path.with_name(f"{path.name}-{n}"), n + 1
+    return name
 
 
 # ---- when to write -----------------------------------------------------------------------------------------------

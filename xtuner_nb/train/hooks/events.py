@@ -76,11 +76,27 @@ class HookError(RuntimeError):
 
 
 def call_hooks(hooks: list[Hook], event: str, *args: Any) -> None:
+    """Run `event` on each hook in turn; the first that fails stops it, raised as a HookError that names it."""
+    for hook in hooks:
+        _call(hook, event, args)
+
+
+def call_every_hook(hooks: list[Hook], event: str, *args: Any) -> list[HookError]:
+    """Run `event` on every hook, whichever fail (the end of a run: each hook closes what it holds); returns the
+    failures."""
+    failures = []
     for hook in hooks:
         try:
-            getattr(hook, event)(*args)
-        except (KeyboardInterrupt, HookError):
-            raise
-        except Exception as exc:  # name the culprit, as fastai does
-            raise HookError(f"hook {type(hook).__name__}.{event} failed: {exc!r}") from exc
+            _call(hook, event, args)
+        except HookError as exc:
+            failures.append(exc)
+    return failures
 
+
+def _call(hook: Hook, event: str, args: tuple) -> None:
+    try:
+        getattr(hook, event)(*args)
+    except (KeyboardInterrupt, HookError):
+        raise
+    except Exception as exc:  # name the culprit, as fastai does
+        raise HookError(f"hook {type(hook).__name__}.{event} failed: {exc!r}") from exc
