@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from .hf_load import INDEX_FILE, SINGLE_FILE, few, named_tensors, hf_name
-from .lora import ADAPTER_DIR, merged_model_weights, merged_state_dict, save_adapter
+from .lora import ADAPTER_DIR, base_checkpoint, merged_model_weights, merged_state_dict, save_adapter
 
 if TYPE_CHECKING:
     from .base import TransformerConfig
@@ -73,7 +73,8 @@ def save_lora_hf(peft_model: nn.Module, state_dict: Mapping[str, torch.Tensor], 
 
     `state_dict`: the PeftModel's full state dict (plain tensors), so a sharded (FSDP2) model saves from rank 0."""
     path = Path(path)
-    save_hf(merged_state_dict(state_dict, cfg.scaling), model_cfg, path, tokenizer=tokenizer, dtype=dtype)
+    merged = merged_state_dict(state_dict, cfg.scaling, source=base_checkpoint(peft_model))  # QLoRA: the 16-bit base
+    save_hf(merged, model_cfg, path, tokenizer=tokenizer, dtype=dtype)
     save_adapter(peft_model, state_dict, path / ADAPTER_DIR)
     return path
 

@@ -1,0 +1,172 @@
+"""QLoRA's 4-bit base: the frozen linear layers of every decoder layer stored as NF4 (torchao's `NF4Tensor`, with
+double quantization), under LoRA adapters that train in fp32 (`LoRAConfig(quantize_base="nf4")`).
+
+NF4 (Dettmers et al., 2023): each block of 64 weights is 4-bit indices into 16 normal-distribution quantiles times
+the block's absmax; the absmaxes themselves are quantized to int8 in blocks of 256 ("double quantization") with one
+scale per 256-block in the compute dtype. A weight costs 0.5 + 1/64 + b/16384 bytes (`nf4_bytes`). A forward
+dequantizes one linear at a time into the compute dtype (torchao's `linear_nf4`), and backward does it again for the
+input gradient: the base gets no gradient and autograd keeps only the 4-bit tensor.
+
+torchao is pure PyTorch (CPU, CUDA), and its `NF4Tensor` implements FSDP2's all-gather hooks, so a sharded run keeps
+1/N of the 4-bit base per rank. It is an extra: `pip install "xtuner_nb[qlora]"` (`require_torchao` says so).
+
+Memory at build (`build.build_model`): the model is built on the meta device with empty 4-bit placeholders for the
+decoder linears (`nf4_placeholders`), allocated, then `load_hf_weights` copies each checkpoint tensor in, which
+quantizes it (`NF4Tensor.copy_`): no moment holds the decoder in the compute dtype, only one tensor at a time.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any, Mapping
+
+from .base import DECODER_LINEAR_MODULES
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+EXTRA = "qlora"  # pip install "xtuner_nb[qlora]": pyproject's extra with torchao
+INSTALL_HINT = f'pip install "xtuner_nb[{EXTRA}]" (torchao)'
+NF4_BLOCK = 64  # weights per absmax (QLoRA's block)
+NF4_SCALER_BLOCK = 256  # absmaxes per int8 scale (QLoRA's double quantization)
+
+
+def torchao_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("torchao") is not None
+
+
+def require_torchao():
+    """torchao's NF4 module; ImportError naming the extra to install when torchao is missing."""
+    if not torchao_available():
+        raise ImportError(f"LoRAConfig(quantize_base='nf4') needs torchao: {INSTALL_HINT}")
+    # torchao logs a warning for each CUDA/C++ extension it cannot load; NF4 is pure PyTorch and needs none
+    quiet = [logging.getLogger(n) for n in ("torchao", "torch.utils._pytree")]
+    levels = [q.level for q in quiet]
+    for q in quiet:
+        q.setLevel(logging.ERROR)
+    try:
+        from torchao.quantization.quantize_.workflows.nf4 import nf4_tensor
+    finally:
+        for q, level in zip(quiet, levels):
+            q.setLevel(level)
+    return nf4_tensor
+
+
+def nf4_bytes(numel: int, dtype_bytes: int) -> int:
+    """Bytes of one NF4 tensor of `numel` weights: 4-bit data, int8 block absmaxes, one scale per 256 absmaxes in
+    the compute dtype (the scalar mean and the 16-entry table aside)."""
+    return numel // 2 + numel // NF4_BLOCK + dtype_bytes * (numel // (NF4_BLOCK * NF4_SCALER_BLOCK))
+
+
+def is_nf4(t: object) -> bool:
+    return type(t).__name__ == "NF4Tensor"
+
+
+def decoder_linears(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """(name, module) of every linear layer of every decoder layer (peft's `base_layer` when it is wrapped)."""
+    from torch import nn
+
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)
+            and n.removesuffix(".base_layer").rsplit(".", 1)[-1] in DECODER_LINEAR_MODULES]
+
+
+def _scaler_block(numel: int, shards: int) -> int:
+    """256 absmaxes per scale where the shape allows; else the largest divisor of the block count that still leaves
+    a whole number of scales per FSDP2 shard (small test models)."""
+    if numel % NF4_BLOCK:
+        raise ValueError(f"NF4 needs a multiple of {NF4_BLOCK} weights per linear layer, got {numel}")
+    blocks = numel // NF4_BLOCK
+    for size in range(min(NF4_SCALER_BLOCK, blocks), 0, -1):
+        if blocks % size == 0 and (blocks // size) % shards == 0:
+            return size
+    raise ValueError(f"a linear layer of {numel} weights cannot be split into NF4 scale blocks over {shards} shards")
+
+
+def quantize(weight: torch.Tensor, shards: int = 1) -> torch.Tensor:
+    """`weight` (2-D, any float dtype) as an NF4Tensor of the same dtype."""
+    nf4 = require_torchao()
+    return nf4.to_nf4(weight.detach(), NF4_BLOCK, _scaler_block(weight.numel(), shards))
+
+
+def dequantize(t: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """A plain tensor of an NF4 tensor's values (in `dtype`, default its own); other tensors as they are."""
+    if not is_nf4(t):
+        return t if dtype is None else t.to(dtype)
+    return t.get_original_weight().to(dtype or t.dtype)
+
+
+def quantize_decoder_linears(model: nn.Module, shards: int = 1) -> int:
+    """Replace the weight of every decoder linear (see `decoder_linears`) by its NF4 form, frozen; returns how many.
+    Weights that are NF4 already are left as they are."""
+    import torch
+    from torch import nn
+
+    n = 0
+    with torch.no_grad():
+        for _, module in decoder_linears(model):
+            if not is_nf4(module.weight):
+                module.weight = nn.Parameter(quantize(module.weight, shards), requires_grad=False)
+                n += 1
+    return n
+
+
+def nf4_placeholders(model: nn.Module, device: torch.device | str, shards: int = 1) -> int:
+    """On a model built on the meta device: make every decoder linear's weight an empty NF4 tensor on `device` (4
+    bits a weight, not filled), so that `load_hf_weights` quantizes each checkpoint tensor into it."""
+    import dataclasses
+
+    import torch
+
+    linears = decoder_linears(model)
+    if not all(m.weight.is_meta for _, m in linears):
+        raise ValueError("nf4_placeholders: the model must be built on the meta device")
+    nf4 = require_torchao()
+    device = torch.device(device)
+    for _, module in linears:
+        w = module.weight
+        # the layout from torchao's own quantizer run on the meta device (shapes and dtypes only), then every inner
+        # tensor allocated on `device`: the absmax mean and the 16-value table too, which `to_empty` leaves alone
+        layout = nf4.to_nf4(torch.empty(w.shape, dtype=w.dtype, device="meta"), NF4_BLOCK,
+                            _scaler_block(w.numel(), shards))
+        names, ctx = layout.__tensor_flatten__()
+        inner = {a: torch.empty_like(getattr(layout, a), device=device) for a in names}
+        ctx = {**ctx, "tensor_meta": dataclasses.replace(ctx["tensor_meta"], device=device)}
+        placeholder = type(layout).__tensor_unflatten__(inner, ctx, w.shape, w.stride())
+        module.weight = torch.nn.Parameter(placeholder, requires_grad=False)
+    return len(linears)
+
+
+def quantized_bytes(model: nn.Module) -> int:
+    """Bytes the NF4 tensors of `model` hold (what the estimate prices with `nf4_bytes`)."""
+    total = 0
+    for _, module in decoder_linears(model):
+        w = module.weight
+        if is_nf4(w):
+            total += sum(getattr(w, a).numel() * getattr(w, a).element_size()
+                         for a in ("quantized_data", "quantized_scalers", "quantization_factor"))
+    return total
+
+
+def unquantized_state_dict(state_dict: Mapping[str, torch.Tensor], source: Any) -> dict[str, torch.Tensor]:
+    """`state_dict` with every NF4 tensor replaced by the checkpoint's own tensor from `source` (the run's
+    `load_from`, in its stored dtype), so a merge adds the adapters to the weights `PeftModel.from_pretrained(<the
+    original base>, adapter)` runs on, not to their 4-bit rounding. Without a source (a model built from random
+    weights) the NF4 tensors are dequantized instead."""
+    from .hf_load import hf_name, read_hf_tensors
+
+    quantized = {k: hf_name(k) for k, v in state_dict.items() if is_nf4(v)}
+    if not quantized:
+        return dict(state_dict)
+    if source is None:
+        return {k: dequantize(v) for k, v in state_dict.items()}
+    originals = read_hf_tensors(source, sorted(set(quantized.values())))
+    out = dict(state_dict)
+    for key, name in quantized.items():
+        if tuple(originals[name].shape) != tuple(state_dict[key].shape):
+            raise ValueError(f"{source}: {name} has shape {tuple(originals[name].shape)}, the trained model "
+                             f"{tuple(state_dict[key].shape)}: not the checkpoint this run was built from")
+        out[key] = originals[name]
+    return out
