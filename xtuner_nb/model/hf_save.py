@@ -71,9 +71,13 @@ def save_lora_hf(peft_model: nn.Module, state_dict: Mapping[str, torch.Tensor], 
     """`path/`: the merged model (an ordinary HF folder, `dtype`); `path/adapter/`: the peft adapter (fp32), which
     loads as `PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), "path/adapter")`.
 
-    `state_dict`: the PeftModel's full state dict (plain tensors), so a sharded (FSDP2) model saves from rank 0."""
+    `state_dict`: the PeftModel's full state dict (plain tensors), so a sharded (FSDP2) model saves from rank 0;
+    under QLoRA its trainable parameters are enough (`train.checkpoint.export` gathers only those)."""
     path = Path(path)
-    merged = merged_state_dict(state_dict, cfg.scaling, source=base_checkpoint(peft_model))  # QLoRA: the 16-bit base
+    # QLoRA: the frozen base comes from the checkpoint (its 16-bit weights, not their 4-bit copy); `state_dict` may
+    # hold only the trainable parameters
+    merged = merged_state_dict(state_dict, cfg.scaling, source=base_checkpoint(peft_model),
+                               keys=peft_model.state_dict().keys())
     save_hf(merged, model_cfg, path, tokenizer=tokenizer, dtype=dtype)
     save_adapter(peft_model, state_dict, path / ADAPTER_DIR)
     return path

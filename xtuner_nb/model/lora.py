@@ -145,18 +145,20 @@ def describe(model: nn.Module, cfg: LoRAConfig) -> str:
 
 # ---- the one merge ------------------------------------------------------------------------------------------------
 def merged_state_dict(state_dict: Mapping[str, torch.Tensor], scaling: float | Mapping[tuple[str, str], float],
-                      adapters: tuple[str, ...] = (ADAPTER,), source: Any = None) -> dict[str, torch.Tensor]:
+                      adapters: tuple[str, ...] = (ADAPTER,), source: Any = None,
+                      keys: Any = None) -> dict[str, torch.Tensor]:
     """HF-named full weights of an adapted model: adapters merged, `modules_to_save` copies replacing originals.
 
     `state_dict`: the PeftModel's full state dict (plain tensors, e.g. `get_model_state_dict(...,
     full_state_dict=True)`). `scaling`: lora_alpha / r for every layer, or {(layer name, adapter): scaling} for the
     layers to merge (a layer left out keeps its base weight). `source`: the base checkpoint (`load_from`), read for
-    the weights a QLoRA run holds in 4 bits (`qlora.unquantized_state_dict`).
+    the weights a QLoRA run holds in 4 bits, and for the names of `keys` (all of the model's) that `state_dict`
+    lacks (`qlora.unquantized_state_dict`).
     """
     from .hf_load import hf_name
     from .qlora import unquantized_state_dict
 
-    state_dict = unquantized_state_dict(state_dict, source)
+    state_dict = unquantized_state_dict(state_dict, source, keys)
     out: dict[str, torch.Tensor] = {}
     for key, value in state_dict.items():
         if ".lora_" in key or ".original_module." in key:

@@ -18,7 +18,8 @@ quantizes it (`NF4Tensor.copy_`): no moment holds the decoder in the compute dty
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, Mapping
+import math
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from .base import DECODER_LINEAR_MODULES
 
@@ -74,14 +75,16 @@ def decoder_linears(model: nn.Module) -> list[tuple[str, nn.Module]]:
 
 
 def _scaler_block(numel: int, shards: int) -> int:
-    """256 absmaxes per scale where the shape allows; else the largest divisor of the block count that still leaves
-    a whole number of scales per FSDP2 shard (small test models)."""
+    """The largest block of at most 256 absmaxes per scale that leaves a multiple of 8 scales (256 for every Qwen3
+    linear; smaller for small or odd shapes), so that the layout, and so the values, are the same in one process and
+    sharded over 2, 4 or 8 ranks: FSDP2 needs a whole number of scales per shard."""
     if numel % NF4_BLOCK:
         raise ValueError(f"NF4 needs a multiple of {NF4_BLOCK} weights per linear layer, got {numel}")
     blocks = numel // NF4_BLOCK
-    for size in range(min(NF4_SCALER_BLOCK, blocks), 0, -1):
-        if blocks % size == 0 and (blocks // size) % shards == 0:
-            return size
+    for multiple in (math.lcm(8, shards), shards):
+        for size in range(min(NF4_SCALER_BLOCK, blocks), 0, -1):
+            if blocks % size == 0 and (blocks // size) % multiple == 0:
+                return size
     raise ValueError(f"a linear layer of {numel} weights cannot be split into NF4 scale blocks over {shards} shards")
 
 
@@ -150,22 +153,31 @@ def quantized_bytes(model: nn.Module) -> int:
     return total
 
 
-def unquantized_state_dict(state_dict: Mapping[str, torch.Tensor], source: Any) -> dict[str, torch.Tensor]:
+def unquantized_state_dict(state_dict: Mapping[str, torch.Tensor], source: Any,
+                           keys: Iterable[str] | None = None) -> dict[str, torch.Tensor]:
     """`state_dict` with every NF4 tensor replaced by the checkpoint's own tensor from `source` (the run's
     `load_from`, in its stored dtype), so a merge adds the adapters to the weights `PeftModel.from_pretrained(<the
-    original base>, adapter)` runs on, not to their 4-bit rounding. Without a source (a model built from random
-    weights) the NF4 tensors are dequantized instead."""
+    original base>, adapter)` runs on, not to their 4-bit rounding. `keys`: every name of the model's state dict;
+    those `state_dict` lacks (an export that gathered the trainable parameters only, `ignore_frozen_params`) are
+    read from `source` too. Without a source (a base built from random weights) NF4 tensors are dequantized."""
     from .hf_load import hf_name, read_hf_tensors
 
-    quantized = {k: hf_name(k) for k, v in state_dict.items() if is_nf4(v)}
-    if not quantized:
+    names = list(state_dict) if keys is None else list(keys)
+    wanted = {k: hf_name(k) for k in names if k not in state_dict or is_nf4(state_dict[k])}
+    wanted = {k: n for k, n in wanted.items() if n is not None}  # adapters and peft's frozen copies have no HF name
+    if not wanted:
         return dict(state_dict)
     if source is None:
+        if any(k not in state_dict for k in wanted):
+            raise ValueError("the state dict lacks the frozen base weights and no base checkpoint is known to read "
+                             "them from (apply_lora(..., base_model_name_or_path=load_from))")
         return {k: dequantize(v) for k, v in state_dict.items()}
-    originals = read_hf_tensors(source, sorted(set(quantized.values())))
+    originals = read_hf_tensors(source, sorted(set(wanted.values())))  # a tied lm_head is not stored: left out
     out = dict(state_dict)
-    for key, name in quantized.items():
-        if tuple(originals[name].shape) != tuple(state_dict[key].shape):
+    for key, name in wanted.items():
+        if name not in originals:
+            continue
+        if key in state_dict and tuple(originals[name].shape) != tuple(state_dict[key].shape):
             raise ValueError(f"{source}: {name} has shape {tuple(originals[name].shape)}, the trained model "
                              f"{tuple(state_dict[key].shape)}: not the checkpoint this run was built from")
         out[key] = originals[name]
