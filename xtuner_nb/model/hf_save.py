@@ -77,7 +77,7 @@ def save_lora_hf(peft_model: nn.Module, state_dict: Mapping[str, torch.Tensor], 
     # QLoRA: the frozen base comes from the checkpoint (its 16-bit weights, not their 4-bit copy); `state_dict` may
     # hold only the trainable parameters
     merged = merged_state_dict(state_dict, cfg.scaling, source=base_checkpoint(peft_model),
-                               keys=peft_model.state_dict().keys())
+                               model_state=peft_model.state_dict())
     save_hf(merged, model_cfg, path, tokenizer=tokenizer, dtype=dtype)
     save_adapter(peft_model, state_dict, path / ADAPTER_DIR)
     return path

@@ -98,6 +98,9 @@ def apply_lora(model: nn.Module, cfg: LoRAConfig, base_model_name_or_path: Any =
     `lm_head`/`embed_tokens` among the trained modules of a model with tied embeddings (the merged export could not
     represent a matrix that is one tensor at both ends of the model but trained at one end only).
     """
+    from .qlora import import_torchao_quietly, quantize_decoder_linears
+
+    import_torchao_quietly()  # peft imports torchao when it is installed, LoRA or not: first, without its warnings
     from peft import get_peft_model
     from torch import nn
 
@@ -118,8 +121,6 @@ def apply_lora(model: nn.Module, cfg: LoRAConfig, base_model_name_or_path: Any =
         raise ValueError(f"LoRAConfig.target_modules: {unknown} match no layer of the model; its linear layers are "
                          f"{linears}")
     if cfg.quantize_base is not None:  # a base built with 4-bit placeholders (build.build_model) is NF4 already
-        from .qlora import quantize_decoder_linears
-
         quantize_decoder_linears(model)
     with warnings.catch_warnings():  # peft 0.21 reads transformers 5's deprecated `is_gradient_checkpointing`
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
@@ -146,19 +147,19 @@ def describe(model: nn.Module, cfg: LoRAConfig) -> str:
 # ---- the one merge ------------------------------------------------------------------------------------------------
 def merged_state_dict(state_dict: Mapping[str, torch.Tensor], scaling: float | Mapping[tuple[str, str], float],
                       adapters: tuple[str, ...] = (ADAPTER,), source: Any = None,
-                      keys: Any = None) -> dict[str, torch.Tensor]:
+                      model_state: Mapping[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
     """HF-named full weights of an adapted model: adapters merged, `modules_to_save` copies replacing originals.
 
     `state_dict`: the PeftModel's full state dict (plain tensors, e.g. `get_model_state_dict(...,
     full_state_dict=True)`). `scaling`: lora_alpha / r for every layer, or {(layer name, adapter): scaling} for the
     layers to merge (a layer left out keeps its base weight). `source`: the base checkpoint (`load_from`), read for
-    the weights a QLoRA run holds in 4 bits, and for the names of `keys` (all of the model's) that `state_dict`
-    lacks (`qlora.unquantized_state_dict`).
+    the weights a QLoRA run holds in 4 bits, and for the names of `model_state` (the model's own state dict) that
+    `state_dict` lacks (`qlora.unquantized_state_dict`).
     """
     from .hf_load import hf_name
     from .qlora import unquantized_state_dict
 
-    state_dict = unquantized_state_dict(state_dict, source, keys)
+    state_dict = unquantized_state_dict(state_dict, source, model_state)
     out: dict[str, torch.Tensor] = {}
     for key, value in state_dict.items():
         if ".lora_" in key or ".original_module." in key:

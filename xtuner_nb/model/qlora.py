@@ -17,9 +17,11 @@ quantizes it (`NF4Tensor.copy_`): no moment holds the decoder in the compute dty
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import logging
 import math
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from .base import DECODER_LINEAR_MODULES
 
@@ -34,8 +36,6 @@ NF4_SCALER_BLOCK = 256  # absmaxes per int8 scale (QLoRA's double quantization)
 
 
 def torchao_available() -> bool:
-    import importlib.util
-
     return importlib.util.find_spec("torchao") is not None
 
 
@@ -43,13 +43,27 @@ def require_torchao():
     """torchao's NF4 module; ImportError naming the extra to install when torchao is missing."""
     if not torchao_available():
         raise ImportError(f"LoRAConfig(quantize_base='nf4') needs torchao: {INSTALL_HINT}")
-    # torchao logs a warning for each CUDA/C++ extension it cannot load; NF4 is pure PyTorch and needs none
-    quiet = [logging.getLogger(n) for n in ("torchao", "torch.utils._pytree")]
+    return import_torchao_quietly()
+
+
+def import_torchao_quietly():
+    """Import torchao's NF4 module (None without torchao). torchao logs a warning for each CUDA/C++ extension it
+    cannot load and torch one per enum it registers; NF4 is pure PyTorch and needs none of them. peft imports torchao
+    whenever it wraps a model, and transformers when it loads its model code, so `apply_lora` and our model modules
+    (`attention.py`, `packed.py`) import it here first."""
+    if not torchao_available():
+        return None
+    quiet = [logging.getLogger(n) for n in ("torchao", "torchao.kernel.intmm", "torch.utils._pytree")]
     levels = [q.level for q in quiet]
     for q in quiet:
         q.setLevel(logging.ERROR)
     try:
         from torchao.quantization.quantize_.workflows.nf4 import nf4_tensor
+
+        try:  # what transformers' torchao quantizer imports at its own import, and registers more enums
+            importlib.import_module("torchao.prototype.safetensors.safetensors_support")
+        except ImportError:
+            pass
     finally:
         for q, level in zip(quiet, levels):
             q.setLevel(level)
@@ -154,16 +168,17 @@ def quantized_bytes(model: nn.Module) -> int:
 
 
 def unquantized_state_dict(state_dict: Mapping[str, torch.Tensor], source: Any,
-                           keys: Iterable[str] | None = None) -> dict[str, torch.Tensor]:
+                           model_state: Mapping[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
     """`state_dict` with every NF4 tensor replaced by the checkpoint's own tensor from `source` (the run's
-    `load_from`, in its stored dtype), so a merge adds the adapters to the weights `PeftModel.from_pretrained(<the
-    original base>, adapter)` runs on, not to their 4-bit rounding. `keys`: every name of the model's state dict;
-    those `state_dict` lacks (an export that gathered the trainable parameters only, `ignore_frozen_params`) are
-    read from `source` too. Without a source (a base built from random weights) NF4 tensors are dequantized."""
+    `load_from`) in the model's dtype, so a merge adds the adapters to the weights `PeftModel.from_pretrained(<the
+    original base>, adapter)` runs on, not to their 4-bit rounding. `model_state`: the model's own state dict (any
+    tensors: FSDP2 shards, NF4); the names `state_dict` lacks (an export that gathered the trainable parameters only,
+    `ignore_frozen_params`) are read from `source` too. Without a source (a base built from random weights) NF4
+    tensors are dequantized."""
     from .hf_load import hf_name, read_hf_tensors
 
-    names = list(state_dict) if keys is None else list(keys)
-    wanted = {k: hf_name(k) for k in names if k not in state_dict or is_nf4(state_dict[k])}
+    model_state = state_dict if model_state is None else model_state
+    wanted = {k: hf_name(k) for k, v in model_state.items() if k not in state_dict or is_nf4(state_dict[k])}
     wanted = {k: n for k, n in wanted.items() if n is not None}  # adapters and peft's frozen copies have no HF name
     if not wanted:
         return dict(state_dict)
@@ -177,8 +192,8 @@ def unquantized_state_dict(state_dict: Mapping[str, torch.Tensor], source: Any,
     for key, name in wanted.items():
         if name not in originals:
             continue
-        if key in state_dict and tuple(originals[name].shape) != tuple(state_dict[key].shape):
+        if tuple(originals[name].shape) != tuple(model_state[key].shape):
             raise ValueError(f"{source}: {name} has shape {tuple(originals[name].shape)}, the trained model "
-                             f"{tuple(state_dict[key].shape)}: not the checkpoint this run was built from")
-        out[key] = originals[name]
+                             f"{tuple(model_state[key].shape)}: not the checkpoint this run was built from")
+        out[key] = originals[name].to(model_state[key].dtype)  # as the run loaded it: the merge rounds once
     return out
