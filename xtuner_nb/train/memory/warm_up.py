@@ -11,16 +11,13 @@ from typing import Any
 
 import torch
 
-# (architecture, compute dtype, LoRA, its 4-bit base): what this process has run once. QLoRA's first step imports
-# torchao and runs its NF4 kernels, which the process then keeps like the rest
-_WARM: set[tuple[str, str, bool, str | None]] = set()
+_WARM: set[tuple[str, str, bool]] = set()  # (architecture, compute dtype, LoRA): what this process has run once
 
 
 def warm_up_training_runtime(config: Any, autocast_dtype: torch.dtype | None) -> None:
     """One forward, backward and optimizer step of a one-layer, 64-wide copy of `config`'s model on the CPU, once per
     process and kind of run. Takes a few tens of milliseconds and leaves the global RNG as it was."""
-    lora = config.lora_cfg
-    key = (type(config.model_cfg).__name__, str(autocast_dtype), lora is not None, lora and lora.quantize_base)
+    key = (type(config.model_cfg).__name__, str(autocast_dtype), config.lora_cfg is not None)
     if key in _WARM:
         return
     from ...loss import CELossConfig
