@@ -13,10 +13,10 @@ import pytest
 import torch
 
 from tests.train.helpers import losses, small_config
+from tests.train.test_lora import _hf, _logits  # the LoRA tests' reference model and logits
 
 pytest.importorskip("torchao", reason='QLoRA needs torchao: pip install "xtuner_nb[qlora]"')
 
-IDS = torch.tensor([[1, 5, 9, 200, 17, 33, 1000, 4, 2047, 60, 61, 62, 7, 8, 300, 12]])
 BF16_LOGITS = 5e-2  # the LoRA tests' tolerance for a bf16 export of the tiny model
 
 
@@ -24,21 +24,6 @@ def _qlora(**kw):
     from xtuner_nb.model import LoRAConfig
 
     return LoRAConfig(**{"r": 4, "lora_alpha": 8, "quantize_base": "nf4", **kw})
-
-
-def _logits(model, ids=IDS):
-    was = model.training
-    model.eval()
-    with torch.no_grad():
-        out = model(input_ids=ids).logits.float()
-    model.train(was)
-    return out
-
-
-def _hf(path):
-    from transformers import AutoModelForCausalLM
-
-    return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, attn_implementation="sdpa").eval()
 
 
 def test_decoder_linears_are_nf4_the_rest_in_the_compute_dtype_adapters_and_adam_states_fp32(tiny_ckpt, tmp_path):
