@@ -8,6 +8,10 @@ machine and on a simulated 16 GB T4 (sm75, fp16), 24 GB L4 (sm89) and 80 GB H100
 device memory and the host RAM are given (`DeviceBudget`), so the table is the same on every machine. Precision is
 `choose_precision`'s for the device; the run is the TrainerConfig defaults with packs of 4096 tokens.
 
+QLoRA (issue 29), `qlora_matrix()`: Qwen3-8B with r=16, packs of 2048 and recompute on, fine-tuned in full, with
+LoRA on a 16-bit base and with QLoRA (`quantize_base="nf4"`), on the simulated T4 and L4: on the T4 only QLoRA fits;
+on the L4 the 16-bit LoRA fits and is what the advice offers for the full fine-tune.
+
 `--verify` applies each fitting way to the config (`config_with_changes`), rebuilds the model on the meta device (peft's
 LoRA applied where the way uses it) and checks that its parameter count is the estimate's, that the fit check's own
 estimate of the changed config is the way's, and that it is within the budget (tests/train/test_fit_advice_matrix.py
@@ -52,26 +56,34 @@ DEVICES = {
 }
 
 
-def run_config(model: str, lora: bool) -> TrainerConfig:
+QLORA_PACK = 2048
+QLORA_RUNS = {"full": None, "LoRA": LoRAConfig(r=16), "QLoRA": LoRAConfig(r=16, quantize_base="nf4")}
+QLORA_DEVICES = ("T4 16 GB", "L4 24 GB")
+
+
+def run_config(model: str, lora: bool | LoRAConfig, pack: int = PACK, recompute: float | None = None) -> TrainerConfig:
+    lora_cfg = LoRAConfig(r=16) if lora is True else (lora or None)
+    fsdp = {} if recompute is None else {"fsdp_cfg": FSDPConfig(recompute_ratio=recompute)}
     return TrainerConfig(model_cfg=MODELS[model](), load_from="/checkpoints/" + model, tokenizer_path=None,
-                         dataloader_cfg=DataloaderConfig(pack_max_length=PACK),
-                         lora_cfg=LoRAConfig(r=16) if lora else None)
+                         dataloader_cfg=DataloaderConfig(pack_max_length=pack), lora_cfg=lora_cfg, **fsdp)
 
 
 def precision_on(config: TrainerConfig, budget: DeviceBudget):
     return choose_precision(config.fsdp_cfg or FSDPConfig(), budget.device, budget.capability)
 
 
-def advice(model: str, lora: bool, device: str):
-    """(the run's estimate, its ways to fit) on one device."""
-    config, budget = run_config(model, lora), DEVICES[device]
+def advice(model: str, lora: bool | LoRAConfig, device: str, **run):
+    """(the run's estimate, its ways to fit) on one device; `run`: run_config's pack and recompute."""
+    config, budget = run_config(model, lora, **run), DEVICES[device]
     est = estimate_run(config, precision_on(config, budget), 1, budget.device.type, budget.process_bytes)
     return config, budget, est, ways_to_fit(est, budget)
 
 
 def meta_param_counts(config: TrainerConfig) -> tuple[int, int]:
     """(parameters, trainable) of the model the config builds, on the meta device, with peft's LoRA when set."""
-    lora = config.lora_cfg.model_dump_json() if config.lora_cfg is not None else None
+    # the counts do not depend on a 4-bit base (an NF4 weight has its weight's shape): counted without torchao
+    lora_cfg = config.lora_cfg and config.lora_cfg.model_copy(update={"quantize_base": None})
+    lora = lora_cfg.model_dump_json() if lora_cfg is not None else None
     return _meta_param_counts(type(config.model_cfg), config.model_cfg.model_dump_json(), lora)
 
 
@@ -127,6 +139,26 @@ def matrix(check: bool = False) -> list[dict]:
     return rows
 
 
+def qlora_matrix(check: bool = False) -> list[dict]:
+    """Qwen3-8B, r=16, packs of 2048, recompute on: full, LoRA and QLoRA as configured on the T4 and the L4, and the
+    ways the advice lists for each (a run that does not fit)."""
+    rows = []
+    for run, lora in QLORA_RUNS.items():
+        for device in QLORA_DEVICES:
+            config, budget, est, ways = advice("Qwen3-8B", lora, device, pack=QLORA_PACK, recompute=1.0)
+            run_fits = budget.fits(est)
+            rows.append(dict(run=f"Qwen3-8B {run}", device=device, way="(as configured)", estimate=est.total / GiB,
+                             budget=budget.device_bytes / GiB, fits=run_fits, run_fits=run_fits,
+                             host=_host(est, 1, budget), weights=est.weights / GiB))
+            for way in ([] if run_fits else ways):
+                if way.fits and check:
+                    verify(config, budget, way)
+                rows.append(dict(run=f"Qwen3-8B {run}", device=device, way=way.text, estimate=way.estimate.total / GiB,
+                                 budget=budget.device_bytes / GiB, fits=way.fits, run_fits=run_fits,
+                                 host=_host(way.estimate, way.processes, budget), weights=way.estimate.weights / GiB))
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--verify", action="store_true", help="rebuild every fitting way on the meta device")
@@ -140,6 +172,12 @@ def main() -> None:
         if r["way"] == "(as configured)" or (not r["run_fits"] and (r["fits"] or args.all)):
             print(f"| {r['run']} | {r['device']} | {r['way']} | {r['estimate']:.1f} | {r['budget']:.1f} | "
                   f"{r['host']} | {'yes' if r['fits'] else 'no'} |")
+    print(f"\nQLoRA: Qwen3-8B, r=16, pack {QLORA_PACK}, recompute on\n\n| run | device | way | weights GiB | "
+          "estimate GiB | budget GiB | host RAM GiB | fits |\n|---|---|---|---|---|---|---|---|")
+    for r in qlora_matrix(args.verify):
+        if r["way"] == "(as configured)" or r["fits"] or args.all:
+            print(f"| {r['run']} | {r['device']} | {r['way']} | {r['weights']:.1f} | {r['estimate']:.1f} | "
+                  f"{r['budget']:.1f} | {r['host']} | {'yes' if r['fits'] else 'no'} |")
     if args.verify:
         print("\nverified: every fitting way rebuilds on the meta device with the estimate's parameter count, and "
               "the fit check's estimate of the changed config is the way's and within the budget")

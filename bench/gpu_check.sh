@@ -23,3 +23,14 @@ for m in ("torch", "transformers", "trl", "datasets", "pyarrow", "pydantic", "ac
 PY
 # 330 s: the script's own budget (--budget-s 270) plus the last configuration in flight
 timeout 330 python3 bench/gpu_check.py --out "$OUT_DIR" "$@" 2>&1 | tee "$OUT_DIR/gpu_check.log"
+
+# QLoRA against LoRA on the GPU (issue 29): tokens/s, peak device memory against the fit check's estimate, loss.
+# Needs torchao's wheel among the carried ones and the Qwen3 tokenizer in .whl/qwen3-tokenizer (the machine cannot
+# fetch it); here, once: `pip download --no-deps torchao==0.18.0 -d .whl` and
+# `cp -r "$(python -c 'from xtuner_nb.assets import qwen3_tokenizer_dir as d; print(d())')" .whl/qwen3-tokenizer`
+if [ -d .whl/qwen3-tokenizer ]; then
+  timeout 240 python3 bench/qlora.py --cases qwen3 --steps 10 --pack-len 2048 --tokenizer .whl/qwen3-tokenizer \
+    --work-dir /tmp/qlora_gpu 2>&1 | tee "$OUT_DIR/qlora.log"
+else
+  echo "QLoRA step skipped: no .whl/qwen3-tokenizer (see the comment above it in bench/gpu_check.sh)"
+fi

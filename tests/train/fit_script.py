@@ -1,8 +1,9 @@
 """A training script run by the subprocess tests, alone or under torchrun: the same file works both ways.
 
 usage: python fit_script.py TINY_CKPT WORK_DIR JSON_OVERRIDES [STEP_SLEEP_SECONDS]
-Prints `LOSS <step> <loss>` per step on rank 0, and under torchrun the device mesh of the embedding
-(`MESH <shape> <dim names> <placements>`).
+Prints `LOSS <step> <loss>` per step on rank 0, under torchrun the device mesh of the embedding
+(`MESH <shape> <dim names> <placements>`), and under QLoRA the 4-bit codes rank 0 holds of the first q_proj
+(`NF4SHARD q_proj <held> of <all> 4-bit codes`).
 """
 
 import json
@@ -33,6 +34,12 @@ def main() -> None:
     model = trainer.model
     if trainer.dist.rank == 0:  # a tied lm_head must stay the embedding's tensor after sharding and loading
         print(f"TIED {model.get_output_embeddings().weight is model.get_input_embeddings().weight}", flush=True)
+        quantized = [m.weight for n, m in model.named_modules() if n.endswith("q_proj.base_layer")
+                     and type(getattr(m.weight, "_local_tensor", m.weight)).__name__ == "NF4Tensor"]
+        if quantized:  # QLoRA: the 4-bit codes rank 0 holds of the first q_proj, against the whole weight
+            local = getattr(quantized[0], "_local_tensor", quantized[0])
+            print(f"NF4SHARD q_proj {2 * local.quantized_data.numel()} of {quantized[0].numel()} 4-bit codes",
+                  flush=True)
         weight = model.get_input_embeddings().weight
         if hasattr(weight, "device_mesh"):
             print(f"MESH {tuple(weight.device_mesh.shape)} {weight.device_mesh.mesh_dim_names} "

@@ -56,3 +56,36 @@ def test_lora_is_priced_with_its_base_in_the_compute_dtype(bench):
     bf16 = next(w for w in ways if w.changes == {"param_dtype": "bfloat16"})
     assert est.weights - bf16.estimate.weights == 2 * est.params - 2 * est.trainable
     assert bf16.estimate.weights < 16 * GiB < est.weights
+
+
+def test_t4_fits_qwen3_8b_only_with_qlora_and_the_l4_is_offered_16bit_lora(bench):
+    """Issue 29: Qwen3-8B, r=16, packs of 2048, recompute on. On a 16 GB T4 (fp16: sm75 has no bf16) QLoRA fits with
+    its estimate, while the full fine-tune and LoRA on a 16-bit base do not, and the advice for those two is QLoRA.
+    On a 24 GB L4 the full fine-tune is offered LoRA on a bf16 base (QLoRA only where no 16-bit LoRA fits)."""
+    from xtuner_nb.model.qlora import nf4_bytes
+
+    rows = bench.qlora_matrix(check=True)  # every fitting way rebuilt on the meta device and re-estimated
+    as_is = {(r["run"], r["device"]): r for r in rows if r["way"] == "(as configured)"}
+    t4, l4 = "T4 16 GB", "L4 24 GB"
+    assert as_is[("Qwen3-8B QLoRA", t4)]["fits"] and as_is[("Qwen3-8B QLoRA", t4)]["estimate"] < 14.5
+    assert not as_is[("Qwen3-8B full", t4)]["fits"] and not as_is[("Qwen3-8B LoRA", t4)]["fits"]
+    for run in ("Qwen3-8B full", "Qwen3-8B LoRA"):
+        fitting = [r["way"] for r in rows if (r["run"], r["device"]) == (run, t4) and r["fits"]
+                   and r["way"] != "(as configured)"]
+        assert fitting and all("quantize_base='nf4'" in w for w in fitting)
+    offered = [r for r in rows if (r["run"], r["device"]) == ("Qwen3-8B full", l4) and r["way"] != "(as configured)"]
+    assert any(r["fits"] and r["way"].startswith("lora_cfg=LoRAConfig(r=16)") for r in offered)
+    assert not any("quantize_base" in r["way"] for r in offered)
+
+    # the estimate counts the decoder linears at 4 bits with their block scales, the rest of the base at 2 bytes
+    _, _, lora, _ = bench.advice("Qwen3-8B", bench.QLORA_RUNS["LoRA"], t4, pack=2048, recompute=1.0)
+    _, _, qlora, _ = bench.advice("Qwen3-8B", bench.QLORA_RUNS["QLoRA"], t4, pack=2048, recompute=1.0)
+    cfg = lora.inputs["model_cfg"]
+    a, h, inter = cfg.attention, cfg.hidden_size, cfg.intermediate_size
+    q, kv = a.num_attention_heads * a.head_dim, a.num_key_value_heads * a.head_dim
+    sizes = [h * q, h * kv, h * kv, q * h, h * inter, h * inter, inter * h]
+    decoder = cfg.num_hidden_layers * sum(sizes)
+    assert decoder == pytest.approx(6.95e9, rel=0.01)
+    quantized = cfg.num_hidden_layers * sum(nf4_bytes(n, 2) for n in sizes)
+    assert quantized / decoder == pytest.approx(0.5 + 1 / 64, rel=0.001)  # 4 bits + an int8 absmax per 64
+    assert lora.weights - qlora.weights == 2 * decoder - quantized

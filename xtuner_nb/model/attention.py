@@ -26,6 +26,10 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
+from .qlora import import_torchao_quietly
+
+import_torchao_quietly()  # transformers imports torchao when it is installed: first, without its warnings
+# (CUDA extensions a CPU torch cannot load, torch's notes on torchao's enums), which a kernel paints red
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, causal_mask_function, sdpa_mask
 from transformers.modeling_utils import AttentionInterface

@@ -79,6 +79,23 @@ def load_hf_weights(model: nn.Module, path: str | Path, strict: bool = True) -> 
     return report
 
 
+def read_hf_tensors(path: str | Path, names: list[str]) -> dict[str, torch.Tensor]:
+    """The checkpoint's own tensors `names` (HF keys) from the HF folder `path`, as stored (dtype kept), on the CPU;
+    names the checkpoint does not hold (a tied `lm_head.weight`) are left out. What a QLoRA export merges into
+    instead of the 4-bit copy it trained on."""
+    from safetensors import safe_open
+
+    from .hub import resolve_pretrained
+
+    path = resolve_pretrained(path)
+    key_to_file = _checkpoint_index(path)
+    out: dict[str, torch.Tensor] = {}
+    for file in sorted({key_to_file[n] for n in names if n in key_to_file}):
+        with safe_open(str(path / file), framework="pt", device="cpu") as f:
+            out.update({n: f.get_tensor(n) for n in names if key_to_file.get(n) == file})
+    return out
+
+
 def _retie(model: nn.Module) -> None:
     """Re-tie lm_head to the embedding when the config says so: `to_empty()` (after a meta build) unties them."""
     from transformers import PreTrainedModel

@@ -22,7 +22,7 @@ from torch import nn
 
 from .hf_load import INDEX_FILE, SINGLE_FILE, few, named_tensors, hf_name
 from .export_source import write_metadata
-from .lora import ADAPTER_DIR, merged_model_weights, merged_state_dict, save_adapter
+from .lora import ADAPTER_DIR, base_checkpoint, merged_model_weights, merged_state_dict, save_adapter
 
 if TYPE_CHECKING:
     from .base import TransformerConfig
@@ -77,11 +77,15 @@ def save_lora_hf(peft_model: nn.Module, state_dict: Mapping[str, torch.Tensor], 
     """`path/`: the merged model (an ordinary HF folder, `dtype`); `path/adapter/`: the peft adapter (fp32), which
     loads as `PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), "path/adapter")`.
 
-    `state_dict`: the PeftModel's full state dict (plain tensors), so a sharded (FSDP2) model saves from rank 0.
+    `state_dict`: the PeftModel's full state dict (plain tensors), so a sharded (FSDP2) model saves from rank 0;
+    under QLoRA its trainable parameters are enough (`train.checkpoint.export` gathers only those).
     `export_source`: `source`, `tokenizer_source`, `chat_template` of `save_hf`."""
     path = Path(path)
-    save_hf(merged_state_dict(state_dict, cfg.scaling), model_cfg, path, tokenizer=tokenizer, dtype=dtype,
-            **export_source)
+    # QLoRA: the frozen base comes from the checkpoint (its 16-bit weights, not their 4-bit copy); `state_dict` may
+    # hold only the trainable parameters
+    merged = merged_state_dict(state_dict, cfg.scaling, source=base_checkpoint(peft_model),
+                               model_state=peft_model.state_dict())
+    save_hf(merged, model_cfg, path, tokenizer=tokenizer, dtype=dtype, **export_source)
     save_adapter(peft_model, state_dict, path / ADAPTER_DIR)
     return path
 

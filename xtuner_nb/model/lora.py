@@ -14,6 +14,9 @@ merged `hf-N` export, which already contains the adapters -- stops with a clear 
 The merge is W + scaling·B@A computed in fp32 and rounded once -- the same numbers as peft's `merge_and_unload()`;
 `hf_save.save_hf(peft_model)` and the Trainer's LoRA export (`hf_save.save_lora_hf`: the merged model in `hf-N/`,
 the adapter in peft's format in `hf-N/adapter/`) use it.
+
+QLoRA (`quantize_base="nf4"`, `qlora.py`) keeps the frozen decoder linears in 4 bits while training; its merge adds
+the adapters to the checkpoint's own weights (read again from `load_from`), the base that peft loads the adapter on.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import shutil
 import uuid
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Literal, Mapping
 
 from pydantic import Field, field_validator
 
@@ -53,6 +56,9 @@ class LoRAConfig(XConfig):
                                                   "decoder layer, q/k/v/o_proj and gate/up/down_proj).")
     modules_to_save: list[str] | None = Field(None, description="Modules trained in full beside the adapters, e.g. "
                                                                 "['lm_head'] (not with tied embeddings).")
+    quantize_base: Literal["nf4"] | None = Field(None, description="QLoRA: keep the frozen linear layers of every "
+                                                 "decoder layer in 4-bit NF4 with double quantization (torchao; "
+                                                 "pip install \"xtuner_nb[qlora]\"); None: the compute dtype.")
 
     @field_validator("target_modules")
     @classmethod
@@ -86,11 +92,15 @@ def has_lora(model: nn.Module) -> bool:
 
 def apply_lora(model: nn.Module, cfg: LoRAConfig, base_model_name_or_path: Any = None) -> nn.Module:
     """`peft.get_peft_model(model, cfg.to_peft())`: adapters in fp32, everything else frozen. Returns the PeftModel.
+    With `cfg.quantize_base`, the decoder linears that are not NF4 yet are quantized first (`qlora.py`).
 
     Refuses a model that already carries LoRA layers (adapters on adapters), names that match no layer, and
     `lm_head`/`embed_tokens` among the trained modules of a model with tied embeddings (the merged export could not
     represent a matrix that is one tensor at both ends of the model but trained at one end only).
     """
+    from .qlora import import_torchao_quietly, quantize_decoder_linears
+
+    import_torchao_quietly()  # peft imports torchao when it is installed, LoRA or not: first, without its warnings
     from peft import get_peft_model
     from torch import nn
 
@@ -110,6 +120,8 @@ def apply_lora(model: nn.Module, cfg: LoRAConfig, base_model_name_or_path: Any =
         linears = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, nn.Linear)})
         raise ValueError(f"LoRAConfig.target_modules: {unknown} match no layer of the model; its linear layers are "
                          f"{linears}")
+    if cfg.quantize_base is not None:  # a base built with 4-bit placeholders (build.build_model) is NF4 already
+        quantize_decoder_linears(model)
     with warnings.catch_warnings():  # peft 0.21 reads transformers 5's deprecated `is_gradient_checkpointing`
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
         peft_model = get_peft_model(model, cfg.to_peft(), autocast_adapter_dtype=True)
@@ -126,21 +138,28 @@ def trainable_parameters(model: nn.Module) -> tuple[int, int]:
 
 def describe(model: nn.Module, cfg: LoRAConfig) -> str:
     trainable, total = trainable_parameters(model)
-    return (f"LoRA r={cfg.r} alpha={cfg.lora_alpha} on {','.join(cfg.target_modules)}: {trainable / 1e6:.3f} M "
-            f"trainable of {total / 1e6:.2f} M parameters ({100 * trainable / total:.3f}%)")
+    base = f", base decoder linears in {cfg.quantize_base.upper()}" if cfg.quantize_base else ""
+    return (f"{'Q' if cfg.quantize_base else ''}LoRA r={cfg.r} alpha={cfg.lora_alpha} on "
+            f"{','.join(cfg.target_modules)}: {trainable / 1e6:.3f} M trainable of {total / 1e6:.2f} M parameters "
+            f"({100 * trainable / total:.3f}%){base}")
 
 
 # ---- the one merge ------------------------------------------------------------------------------------------------
 def merged_state_dict(state_dict: Mapping[str, torch.Tensor], scaling: float | Mapping[tuple[str, str], float],
-                      adapters: tuple[str, ...] = (ADAPTER,)) -> dict[str, torch.Tensor]:
+                      adapters: tuple[str, ...] = (ADAPTER,), source: Any = None,
+                      model_state: Mapping[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
     """HF-named full weights of an adapted model: adapters merged, `modules_to_save` copies replacing originals.
 
     `state_dict`: the PeftModel's full state dict (plain tensors, e.g. `get_model_state_dict(...,
     full_state_dict=True)`). `scaling`: lora_alpha / r for every layer, or {(layer name, adapter): scaling} for the
-    layers to merge (a layer left out keeps its base weight).
+    layers to merge (a layer left out keeps its base weight). `source`: the base checkpoint (`load_from`), read for
+    the weights a QLoRA run holds in 4 bits, and for the names of `model_state` (the model's own state dict) that
+    `state_dict` lacks (`qlora.unquantized_state_dict`).
     """
     from .hf_load import hf_name
+    from .qlora import unquantized_state_dict
 
+    state_dict = unquantized_state_dict(state_dict, source, model_state)
     out: dict[str, torch.Tensor] = {}
     for key, value in state_dict.items():
         if ".lora_" in key or ".original_module." in key:
@@ -192,7 +211,13 @@ def merged_model_weights(model: nn.Module) -> dict[str, torch.Tensor]:
                              "the model that was trained; leave embed_tokens/lm_head out of target_modules")
         scaling.update({(name, a): module.scaling[a] for a in adapters})
     all_adapters = tuple(sorted({a for _, a in scaling}))
-    return merged_state_dict(model.state_dict(), scaling, all_adapters)
+    return merged_state_dict(model.state_dict(), scaling, all_adapters, base_checkpoint(model))
+
+
+def base_checkpoint(model: nn.Module) -> str | None:
+    """The base checkpoint a peft model was wrapped on (`apply_lora(..., base_model_name_or_path=load_from)`)."""
+    config = getattr(model, "peft_config", {}).get(ADAPTER)
+    return getattr(config, "base_model_name_or_path", None)
 
 
 def _tied_weight(model: nn.Module) -> torch.Tensor | None:
@@ -234,12 +259,15 @@ def base_fingerprint(model: nn.Module) -> dict[str, str]:
     """
     import torch
 
+    from .qlora import is_nf4
+
     h = hashlib.sha1()
     dtypes = set()
     for name, t in sorted(model.state_dict().items()):
         if not t.is_floating_point() or t.is_meta:
             continue
-        dtypes.add(str(t.dtype).removeprefix("torch."))
+        dtypes.add("nf4" if is_nf4(t) else str(t.dtype).removeprefix("torch."))
+        t = t.quantized_data if is_nf4(t) else t  # the 4-bit codes: as telling as the first values
         h.update(name.encode())
         h.update(t.detach().flatten()[:256].contiguous().cpu().view(torch.uint8).numpy().tobytes())
     return {"digest": h.hexdigest(), "dtype": ",".join(sorted(dtypes))}

@@ -108,13 +108,21 @@ def build_model(cfg: TrainerConfig, dist: DistInfo, tokenizer, logger: logging.L
     if vocab > model_cfg.vocab_size:
         raise ValueError(f"tokenizer has {vocab} tokens but model_cfg.vocab_size is {model_cfg.vocab_size}")
     lora = cfg.lora_cfg  # LoRA: the frozen base needs no fp32 master copy, it lives in the compute dtype
+    quantized = lora is not None and lora.quantize_base is not None  # QLoRA: its decoder linears in 4 bits
     # With weights to load, no process holds a second copy: build on the meta device, then allocate on the device
     # and fill from the safetensors files; under torchrun shard first, so each rank allocates only its shards
-    # (torchtitan's order).
-    on_meta = builds_on_meta(cfg.load_from is not None, lora is not None)
-    sharded_load = dist.distributed and on_meta
+    # (torchtitan's order). A 4-bit base is quantized whole on every rank and sharded after (NF4 keeps one absmax
+    # mean per tensor), loading into 4-bit placeholders: one tensor at a time is ever in the compute dtype.
+    on_meta = builds_on_meta(cfg.load_from is not None, lora is not None, quantized)
+    sharded_load = dist.distributed and on_meta and not quantized
     model = model_cfg.build(device="meta" if on_meta else "cpu",
                             dtype=torch.float32 if lora is None else precision.compute)
+    if quantized and on_meta:
+        from ..model.qlora import nf4_placeholders
+
+        # FSDP2 splits every tensor over the ranks of its shard group: the NF4 scale blocks must divide evenly
+        shards = (fsdp_cfg.hsdp_sharding_size or dist.world_size) if dist.distributed else 1
+        nf4_placeholders(model, dist.device, shards=shards)
     if on_meta and not sharded_load:
         model.to_empty(device=dist.device)
     if cfg.load_from is not None and not sharded_load:

@@ -20,7 +20,11 @@ def write_hf_export(model: Any, model_cfg: Any, lora_cfg: Any, tokenizer: Any, p
 
     from ...model.hf_save import save_hf, save_lora_hf
 
-    sd = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    # QLoRA: gather the adapters only; the merge reads the frozen base from load_from (its 16-bit weights, which
+    # gathering the 4-bit copy could not give back)
+    quantized = lora_cfg is not None and lora_cfg.quantize_base is not None
+    sd = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True,
+                                                              ignore_frozen_params=quantized))
     if dist.is_main:
         if lora_cfg is None:
             save_hf(sd, model_cfg, path, tokenizer=tokenizer, **export_source)

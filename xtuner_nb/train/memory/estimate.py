@@ -10,6 +10,12 @@ Trainer runs the packs of a step one forward at a time, so micro_batch_size stay
 - weights: fp32 master copy 4·T/s plus a compute copy b·T/s when b < 4 (autocast/FSDP mixed precision keep a
   bf16 cast of what they use); with LoRA the frozen base is kept in param_dtype only, b·P/s (`build.build_model`
   builds it in the compute dtype: on a CPU that is fp32 unless `FSDPConfig(precision="bfloat16")`).
+- QLoRA (`LoRAConfig(quantize_base="nf4")`): the frozen linears of the decoder layers, D parameters, are NF4,
+  0.5 + 1/64 + b/16384 bytes each (4-bit codes, int8 absmax per 64 weights, a scale per 256 absmaxes;
+  `model.qlora.nf4_bytes`), the rest of the base, b·(P − D); the model is built on the meta device and loaded into
+  4-bit placeholders, so no host-side build. Each forward and backward dequantizes one linear at a time: torchao's
+  dequantization holds (8 + 3b) bytes per weight of the largest linear (two int64 index tensors, the values, the
+  scaled values and the result), counted with the activations.
 - gradients: fp32, 4·T/s. With `defer_reduce_scatter` (FSDP2 gradient accumulation that reduce-scatters only
   after the last pack) every layer's unsharded gradient in reduce_dtype is also held: + b·T·(1 − 1/s).
 - optimizer: AdamW's two fp32 moments 8·T/s (SGD with momentum: 4·T/s).
@@ -51,7 +57,8 @@ from typing import Any
 from ...config import FSDPConfig
 from ...model.base import DECODER_LINEAR_MODULES
 
-__all__ = ["GiB", "MemoryEstimate", "estimate_memory", "estimate_run", "builds_on_meta", "lora_params",
+__all__ = ["GiB", "MemoryEstimate", "estimate_memory", "estimate_run", "builds_on_meta", "lora_params", "nf4_base",
+           "quantized_base",
            "reestimate", "layer_activation_bytes", "layer_forward_temporaries"]
 
 GiB = 2 ** 30
@@ -95,9 +102,10 @@ class MemoryEstimate:
         """The settings the estimate is for, in one line (what the fit check and the OOM message name)."""
         i = self.inputs
         lora = i["lora"] is not None and i["lora"] is not False
+        kind = ("QLoRA (NF4 base)" if quantized_base(i["lora"]) else "LoRA") if lora else "full fine-tune"
         ranks = f", {i['world_size']} ranks" if i["world_size"] > 1 else ""
         return (f"{type(i['model_cfg']).__name__} ({self.params / 1e9:.2f} B params, "
-                f"{'LoRA' if lora else 'full fine-tune'}, {i['param_dtype']} compute, pack {i['pack_max_length']}, "
+                f"{kind}, {i['param_dtype']} compute, pack {i['pack_max_length']}, "
                 f"recompute {i['recompute_ratio']}, loss {i['loss_mode']}{ranks})")
 
 
@@ -156,6 +164,23 @@ def _lora_spec(lora: Any) -> tuple[int, Any] | None:
     return int(rank), targets
 
 
+def quantized_base(lora: Any) -> bool:
+    """Whether a LoRA spec (config, dict) keeps its base's decoder linears in 4 bits (QLoRA)."""
+    q = lora.get("quantize_base") if isinstance(lora, dict) else getattr(lora, "quantize_base", None)
+    return q is not None
+
+
+def nf4_base(model_cfg: Any, dtype_bytes: int) -> tuple[int, int, int]:
+    """QLoRA's decoder linears: (parameters, bytes in NF4 with their block scales, bytes torchao's dequantization of
+    the largest one holds at once: two int64 index tensors and three of values, (8 + 3b) per weight)."""
+    from ...model.qlora import nf4_bytes
+
+    sizes = [i * o for i, o in _adapted_linears(model_cfg, "all-linear")]
+    layers = model_cfg.num_hidden_layers
+    return (layers * sum(sizes), layers * sum(nf4_bytes(n, dtype_bytes) for n in sizes),
+            (8 + 3 * dtype_bytes) * max(sizes))
+
+
 def layer_activation_bytes(model_cfg: Any, tokens: int, dtype_bytes: int) -> int:
     """What autograd keeps for one decoder layer over `tokens` tokens (see the module docstring; a layer without
     q/k norms, Llama's and Qwen2's, keeps only q, k, v and the attention output there, 2b·(q + kv))."""
@@ -197,10 +222,15 @@ def estimate_memory(model_cfg: Any, pack_max_length: int, param_dtype: str = "bf
                                                                if isinstance(lora, dict) else []))
         emb = model_cfg.vocab_size * model_cfg.hidden_size
         T += emb * len(saved & {"lm_head", "embed_tokens"})
-    frozen = P if spec else 0  # LoRA: the base model stays, frozen, beside the adapters
+    frozen = b * P if spec else 0  # LoRA: the base model stays, frozen, beside the adapters
+    quantized = spec is not None and quantized_base(lora)
+    dequantizing = 0  # QLoRA: one linear dequantized at a time, in forward and in backward
+    if quantized:
+        decoder, decoder_bytes, dequantizing = nf4_base(model_cfg, b)
+        frozen += decoder_bytes - b * decoder
     shards = world_size if fsdp else 1
 
-    weights = (4 * T + (b * T if b < 4 else 0) + b * frozen) // shards
+    weights = (4 * T + (b * T if b < 4 else 0) + frozen) // shards
     gradients = 4 * T // shards
     if defer_reduce_scatter and fsdp and world_size > 1:  # unsharded gradients of every layer until the last pack
         gradients += b * T - b * T // shards
@@ -215,9 +245,9 @@ def estimate_memory(model_cfg: Any, pack_max_length: int, param_dtype: str = "bf
     full = layer_activation_bytes(model_cfg, n_tok, b)
     kept = n_tok * model_cfg.hidden_size * b
     head = n_tok * (4 + 3 * b) * model_cfg.hidden_size  # final norm + lm_head input
-    activations = n_ckpt * kept + (layers - n_ckpt) * full + (full if n_ckpt else 0) + head
+    activations = n_ckpt * kept + (layers - n_ckpt) * full + (full if n_ckpt else 0) + head + dequantizing
 
-    host_build = device_type != "cpu" and not builds_on_meta(pretrained, spec is not None)
+    host_build = device_type != "cpu" and not builds_on_meta(pretrained, spec is not None, quantized)
     host = (b if spec else 4) * P if host_build else 0  # the whole model, once, before it is placed and sharded
     if cpu_offload:  # the sharded state moves to the host; the device keeps about two layers' compute copies
         host = max(host, weights + gradients + opt)
@@ -241,11 +271,12 @@ def reestimate(est: MemoryEstimate, **changes: Any) -> MemoryEstimate:
     return estimate_memory(**{**est.inputs, **changes})
 
 
-def builds_on_meta(loads_weights: bool, lora: bool) -> bool:
+def builds_on_meta(loads_weights: bool, lora: bool, quantized: bool = False) -> bool:
     """`build.build_model`'s rule, kept here so that the build and the estimate read one rule: with weights to load
-    and no LoRA the model is built on the meta device and allocated where it runs; otherwise (random init, or a
-    LoRA base in the compute dtype) it is built whole in host memory first."""
-    return loads_weights and not lora
+    and no LoRA, or a QLoRA base (loaded into 4-bit placeholders), the model is built on the meta device and
+    allocated where it runs; otherwise (random init, or a LoRA base in the compute dtype) it is built whole in host
+    memory first."""
+    return loads_weights and (not lora or quantized)
 
 
 def estimate_run(config: Any, precision: Any, world_size: int, device_type: str,

@@ -7,6 +7,9 @@ ways that the device could run are listed, and only those that lower the estimat
   model trained from scratch (cutting layers out of a checkpoint breaks it);
 - a lower compute precision only where `train.precision.choose_precision` accepts it on that device (bf16 on sm80+
   and on a CPU, fp16 on sm70-75); with LoRA the frozen base is then built in that dtype (`build.build_model`);
+- QLoRA (the base's decoder linears in 4 bits) only for a pretrained checkpoint and only when no LoRA with its base
+  in the compute dtype fits: it is slower and rounds the base, so a 16-bit LoRA that fits comes first. Without
+  torchao the way says which extra to install;
 - CPU offload and more GPUs only on a GPU node, under torchrun with 2 or more processes, and CPU offload only when
   the host RAM it needs is there for every process of the node.
 """
@@ -19,7 +22,7 @@ from typing import Any
 from ...config import FSDPConfig
 from ..precision import choose_precision
 from .budget import DeviceBudget
-from .estimate import GiB, MemoryEstimate, reestimate
+from .estimate import GiB, MemoryEstimate, quantized_base, reestimate
 
 __all__ = ["WayToFit", "ways_to_fit", "config_with_changes"]
 
@@ -59,8 +62,14 @@ def _describe(changes: dict[str, Any], est: MemoryEstimate, priced: MemoryEstima
         return ("fsdp_cfg=FSDPConfig(cpu_offload=True)", "FSDP2 keeps weights, gradients and AdamW states in host "
                 f"RAM, {priced.host_bytes * n / GiB:.1f} GiB for {n} processes; under torchrun only")
 
+    def lora(v):
+        if not v.quantize_base:
+            return f"lora_cfg=LoRAConfig(r={v.r})", "train adapters; the pretrained base stays frozen"
+        return (f"lora_cfg=LoRAConfig(r={v.r}, quantize_base={v.quantize_base!r})",
+                "QLoRA: the frozen base's decoder linears in 4 bits, slower than a 16-bit base")
+
     texts = {  # estimate input -> (the setting as code, why it lowers the memory)
-        "lora": lambda v: (f"lora_cfg=LoRAConfig(r={v.r})", "train adapters; the pretrained base stays frozen"),
+        "lora": lora,
         "param_dtype": precision,
         "recompute_ratio": lambda v: (f"fsdp_cfg=FSDPConfig(recompute_ratio={v})",
                                       "recompute each layer's activations in backward"),
@@ -76,7 +85,22 @@ def _describe(changes: dict[str, Any], est: MemoryEstimate, priced: MemoryEstima
                                 "a smaller model, trained from scratch"),
     }
     described = [texts[key](value) for key, value in changes.items()]
-    return ", ".join(code for code, _ in described) + (f" ({described[0][1]})" if len(described) == 1 else "")
+    text = ", ".join(code for code, _ in described) + (f" ({described[0][1]})" if len(described) == 1 else "")
+    if quantized_base(changes.get("lora")):
+        from ...model.qlora import INSTALL_HINT, torchao_available
+
+        text += "" if torchao_available() else f"; needs {INSTALL_HINT}"  # what to install, on every QLoRA way
+    return text
+
+
+def _with_4bit_base(lora: Any) -> Any:
+    """The run's LoRA config (or the default) with its base in NF4."""
+    from ...model.lora import LoRAConfig
+
+    if isinstance(lora, LoRAConfig):
+        return lora.model_copy(update={"quantize_base": "nf4"})
+    rank = lora if isinstance(lora, int) and not isinstance(lora, bool) else 16
+    return LoRAConfig(r=rank, quantize_base="nf4")
 
 
 def _most_layers_that_fit(est: MemoryEstimate, budget: DeviceBudget) -> int:
@@ -126,6 +150,12 @@ def ways_to_fit(est: MemoryEstimate, budget: DeviceBudget) -> list[WayToFit]:
             break
     together = {k: v for k, v in together.items() if i.get(k) != v}
     candidates = singles + ([together] if together and together not in singles else [])
+    if pretrained and not quantized_base(i["lora"]):  # QLoRA, when no LoRA on a 16-bit base fits (module docstring)
+        if not any(budget.fits(reestimate(est, **c)) for c in [{}] + candidates if i["lora"] or "lora" in c):
+            qlora = {"lora": _with_4bit_base(i["lora"])}
+            for c in (qlora, {**qlora, **lower}, {**together, **qlora}):
+                if c not in candidates:
+                    candidates.append(c)
     if not pretrained:  # as many layers as fit, alone and with all the savings
         for base in ([{}, together] if together else [{}]):
             priced = reestimate(est, **base)
