@@ -7,7 +7,7 @@ Without `shifted_labels` (generation, evaluation logits) the forward is transfor
 
 from __future__ import annotations
 
-from .qlora import import_torchao_quietly
+from .torchao_quiet import import_torchao_quietly
 
 import_torchao_quietly()  # transformers imports torchao when it is installed: first, without its warnings
 # (CUDA extensions a CPU torch cannot load, torch's notes on torchao's enums), which a kernel paints red

@@ -17,13 +17,11 @@ quantizes it (`NF4Tensor.copy_`): no moment holds the decoder in the compute dty
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import logging
 import math
 from typing import TYPE_CHECKING, Any, Mapping
 
 from .base import DECODER_LINEAR_MODULES
+from .torchao_quiet import import_torchao_quietly, torchao_available
 
 if TYPE_CHECKING:
     import torch
@@ -35,39 +33,11 @@ NF4_BLOCK = 64  # weights per absmax (QLoRA's block)
 NF4_SCALER_BLOCK = 256  # absmaxes per int8 scale (QLoRA's double quantization)
 
 
-def torchao_available() -> bool:
-    return importlib.util.find_spec("torchao") is not None
-
-
 def require_torchao():
     """torchao's NF4 module; ImportError naming the extra to install when torchao is missing."""
     if not torchao_available():
         raise ImportError(f"LoRAConfig(quantize_base='nf4') needs torchao: {INSTALL_HINT}")
     return import_torchao_quietly()
-
-
-def import_torchao_quietly():
-    """Import torchao's NF4 module (None without torchao). torchao logs a warning for each CUDA/C++ extension it
-    cannot load and torch one per enum it registers; NF4 is pure PyTorch and needs none of them. peft imports torchao
-    whenever it wraps a model, and transformers when it loads its model code, so `apply_lora` and our model modules
-    (`attention.py`, `packed.py`) import it here first."""
-    if not torchao_available():
-        return None
-    quiet = [logging.getLogger(n) for n in ("torchao", "torchao.kernel.intmm", "torch.utils._pytree")]
-    levels = [q.level for q in quiet]
-    for q in quiet:
-        q.setLevel(logging.ERROR)
-    try:
-        from torchao.quantization.quantize_.workflows.nf4 import nf4_tensor
-
-        try:  # what transformers' torchao quantizer imports at its own import, and registers more enums
-            importlib.import_module("torchao.prototype.safetensors.safetensors_support")
-        except ImportError:
-            pass
-    finally:
-        for q, level in zip(quiet, levels):
-            q.setLevel(level)
-    return nf4_tensor
 
 
 def nf4_bytes(numel: int, dtype_bytes: int) -> int:
