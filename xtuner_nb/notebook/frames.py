@@ -6,7 +6,7 @@ lines move, so `LiveFrames` draws the axes once, keeps that picture as the backg
 restores it and draws only the lines, legends and title onto it (blitting): about ten times cheaper. The axes are
 drawn again only when the limits must change, and they rarely must: the x axis spans the whole run (the first step
 to `total_step`) from the first frame, and each y axis starts at 0 for values that are never negative (loss,
-learning rate, grad norm, tokens/s, memory) and grows, with headroom, only when a value rises above its top.
+learning rate, grad norm, tokens/s, memory) and grows, with ample headroom, only when a value rises above its top.
 
 The PNG is encoded from the canvas's pixels with a fast zlib level (encoding is the other half of a blitted frame's
 cost); the final frame, the one a saved notebook keeps, is encoded more compactly.
@@ -19,18 +19,22 @@ from typing import Any, Callable
 
 from .plots import EVAL_LOSS_KEY, CurveData, CurvesFigure
 
-__all__ = ["LiveFrames", "live_y_limits", "HEADROOM"]
+__all__ = ["LiveFrames", "live_y_limits", "HEADROOM", "GROWTH_HEADROOM"]
 
-HEADROOM = 0.25  # a y axis that must grow gets this fraction of the values' span above the highest value
+HEADROOM = 0.25  # a new y axis gets this fraction of the values' span above the highest value
+# an axis that must grow gets as much again: what rose once (a warm-up's learning rate, the throughput of the first
+# steps) tends to rise again, and every growth costs an axes frame, several times a lines frame (about 2 s under load)
+GROWTH_HEADROOM = 1.0
 X_MARGIN = 0.05  # as matplotlib's autoscale: the finished run fills the x axis as `trainer.plot()` shows it
 Limits = tuple[float, float]
 
 
-def live_y_limits(current: Limits | None, low: float, high: float, headroom: float = HEADROOM) -> Limits:
+def live_y_limits(current: Limits | None, low: float, high: float) -> Limits:
     """The y limits of a live panel whose values span [low, high]: `current` while they fit in it, else from 0 (or
-    below `low`, for negative values) to `high` plus `headroom` of the span."""
+    below `low`, for negative values) to `high` plus a headroom of the span (HEADROOM, GROWTH_HEADROOM)."""
     if current is not None and current[0] <= low and high <= current[1]:
         return current
+    headroom = HEADROOM if current is None else GROWTH_HEADROOM
     bottom = 0.0 if low >= 0 else low
     span = (high - bottom) or abs(high) or 1.0
     if bottom < 0:
