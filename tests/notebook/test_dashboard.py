@@ -192,6 +192,18 @@ def test_first_frame_after_two_steps_and_two_seconds_whatever_the_length(monkeyp
     assert rec.frames[-1][1] == steps and len(rec.frames) >= 2  # and the final frame
 
 
+def test_a_short_run_with_costly_frames_gets_five_frames_within_five_percent(monkeypatch):
+    clock = FakeClock()
+    costly_frames(monkeypatch, clock, 0.15)  # the quickstart's 20 s: 2% (0.4 s) pays for two such frames, 5% for 6
+    rec = TimedRecorder(clock)
+    dash = LiveDashboard(display=rec, clock=clock)
+    made = clock.t
+    run(dash, 200, clock, step_seconds=0.1)
+    wall = clock.t - made
+    assert dash.stats["draws"] >= 5 and rec.frames[0][1] <= 100  # live, from the first half
+    assert dash.stats["hook_seconds"] / wall <= 0.05
+
+
 def test_a_run_shorter_than_the_first_frame_delay_still_ends_with_its_frame(monkeypatch):
     clock = FakeClock()
     costly_frames(monkeypatch, clock, 0.15)

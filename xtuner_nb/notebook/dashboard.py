@@ -23,7 +23,10 @@ When frames are drawn:
   cost of this frame (its kind: axes or lines, see `frames.py`) and of the final one, stays under `max_overhead` (2%)
   of the fit's wall time. The wall time counted is the time so far plus what the ETA says is left, at most as much
   again: a short run may spend its budget early instead of leaving its first half without frames, and a finished
-  run still ends within it. The progress line (cheap HTML) keeps moving between frames;
+  run still ends within it. Until a fit has drawn `live_frames` frames (5), the share allowed is
+  `live_frames_overhead` (5%) instead: a short run on a busy CPU (the quickstart at a load of 15: a 175 s fit, axes
+  frames of 2 s) cannot otherwise afford a frame between its first and its last; a long run's first frames are a
+  small part of its wall time. The progress line (cheap HTML) keeps moving between frames;
 - the final frame is always drawn.
 """
 
@@ -86,6 +89,8 @@ class LiveDashboard(Hook):
         trainer: read for `running_async` (is the Stop button live?), `request_stop` and `exp_dir`; optional.
         min_interval: seconds between figure redraws at the least.
         max_overhead: redraw no more often than keeps the time in this hook below this fraction of wall time.
+        live_frames, live_frames_overhead: until a fit has drawn `live_frames` frames, the fraction is
+            `live_frames_overhead` instead.
         first_frame_steps, first_frame_seconds: the first frame comes once both have passed in a fit, or sooner (but
             not before `first_frame_steps`) when the budget pays for it.
         progress_interval: seconds between progress-line updates at the least (cheap HTML).
@@ -98,6 +103,7 @@ class LiveDashboard(Hook):
     replaces_console_log = True  # the Trainer then keeps per-step log lines off the notebook (warnings stay)
 
     def __init__(self, trainer: Any = None, *, min_interval: float = 1.0, max_overhead: float = 0.02,
+                 live_frames: int = 5, live_frames_overhead: float = 0.05,
                  first_frame_steps: int = 2, first_frame_seconds: float = 2.0,
                  progress_interval: float = 0.5, smoothing: float = 0.9, live_stop: bool | None = None,
                  dpi: int = 80, display: Callable[..., Any] | None = None,
@@ -108,6 +114,7 @@ class LiveDashboard(Hook):
         except TypeError:  # an object without weakref support
             self._trainer = lambda: trainer
         self.min_interval, self.max_overhead, self.progress_interval = min_interval, max_overhead, progress_interval
+        self.live_frames, self.live_frames_overhead = live_frames, live_frames_overhead
         self.first_frame_steps, self.first_frame_seconds = first_frame_steps, first_frame_seconds
         self.smoothing, self.dpi = smoothing, dpi
         self._live_stop_override = live_stop
@@ -244,7 +251,8 @@ class LiveDashboard(Hook):
         costs = _FRAME_COSTS[self.dpi]
         this = costs["axes" if self.frames.axes_due(self.data, state.total_step) else "lines"]
         # this frame, and the final one that on_fit_end always draws (usually a lines frame)
-        return self.stats["hook_seconds"] + this + costs["lines"] <= self.max_overhead * self._budget_wall(now, state)
+        share = self.live_frames_overhead if self.stats["draws"] < self.live_frames else self.max_overhead
+        return self.stats["hook_seconds"] + this + costs["lines"] <= share * self._budget_wall(now, state)
 
     def _budget_wall(self, now: float, state: TrainState) -> float:
         """The fit's wall time so far, plus the time the ETA says is left, at most as much again."""
