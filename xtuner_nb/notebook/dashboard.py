@@ -90,7 +90,7 @@ class LiveDashboard(Hook):
         min_interval: seconds between figure redraws at the least.
         max_overhead: redraw no more often than keeps the time in this hook below this fraction of wall time.
         live_frames, live_frames_overhead: until a fit has drawn `live_frames` frames, the fraction is
-            `live_frames_overhead` instead.
+            `live_frames_overhead` if that is larger.
         first_frame_steps, first_frame_seconds: the first frame comes once both have passed in a fit, or sooner (but
             not before `first_frame_steps`) when the budget pays for it.
         progress_interval: seconds between progress-line updates at the least (cheap HTML).
@@ -251,7 +251,9 @@ class LiveDashboard(Hook):
         costs = _FRAME_COSTS[self.dpi]
         this = costs["axes" if self.frames.axes_due(self.data, state.total_step) else "lines"]
         # this frame, and the final one that on_fit_end always draws (usually a lines frame)
-        share = self.live_frames_overhead if self.stats["draws"] < self.live_frames else self.max_overhead
+        share = self.max_overhead
+        if self.stats["draws"] < self.live_frames:  # a larger max_overhead still holds
+            share = max(share, self.live_frames_overhead)
         return self.stats["hook_seconds"] + this + costs["lines"] <= share * self._budget_wall(now, state)
 
     def _budget_wall(self, now: float, state: TrainState) -> float:
