@@ -66,9 +66,16 @@ def test_quickstart_runs_in_jupyterlab_and_shows_form_dashboard_and_stop(quickst
             while not stop.first.is_enabled() and time.time() < deadline:  # enabled once afit() is running
                 time.sleep(0.5)
             assert stop.first.is_enabled(), "the Stop button is drawn but not live during afit()"
-            fit_cell.locator(".jp-OutputArea img").first.wait_for(timeout=300_000)
+            # the curves while it trains (issue 31: they came only with the final frame): the screenshot is mid-run
+            # if the run is still going after it was taken
+            curves = fit_cell.locator(".jp-OutputArea img").first
+            curves.wait_for(timeout=300_000)
             fit_cell.scroll_into_view_if_needed()
             page.screenshot(path=str(SHOTS / "quickstart_running.png"))
+            bar = fit_cell.locator(".jp-OutputArea progress").first
+            step, total = int(bar.get_attribute("value")), int(bar.get_attribute("max"))
+            assert step < total and stop.first.is_enabled(), f"the first curves came at the end (step {step}/{total})"
+            assert curves.evaluate("img => img.naturalWidth") > 200, "the mid-run curves image is not rendered"
 
             _wait_all_cells_done(page, RUN_TIMEOUT_S)
 

@@ -110,7 +110,7 @@ def _drive(page, lab: str):
     cell = page.locator(".jp-Cell").nth(1)
     stop = cell.locator("button", has_text="Stop")
     stop.wait_for()
-    # the first frame of the curves: drawn once the dashboard's 2% time budget allows it, minutes on a busy CPU
+    # the first frame of the curves: after two steps and two seconds of training (issue 31), later on a busy CPU
     cell.locator(".jp-OutputArea-output img").wait_for(timeout=420_000)
     assert stop.is_enabled()
     _step("first frame shown; screenshot, click Stop")

@@ -1,4 +1,8 @@
-"""LiveDashboard fed with synthetic events: in-place updates, throttling, the Stop button, curves and PNGs."""
+"""LiveDashboard fed with synthetic events: in-place updates, throttling, the Stop button, curves and PNGs.
+
+A fake clock and display are used here for the budget logic; `test_live_frames.py` counts the frames the quickstart
+sends from a real kernel.
+"""
 
 import json
 import math
@@ -45,14 +49,35 @@ class Handle:
         self.out["updates"].append(obj)
 
 
+class TimedRecorder(Recorder):
+    """A Recorder that also notes the (fake) time and the step of each image update."""
+
+    def __init__(self, clock):
+        super().__init__()
+        self.clock, self.step, self.frames = clock, 0, []
+
+    def __call__(self, obj, display_id=False):
+        handle = super().__call__(obj, display_id)
+        if handle is not None:
+            update = handle.update
+
+            def timed(new):
+                if isinstance(new, Image):
+                    self.frames.append((self.clock.t, self.step))
+                update(new)
+
+            handle.update = timed
+        return handle
+
+
 @pytest.fixture(autouse=True)
 def fresh_kernel_state():
     """Each test starts as a new kernel: no frame cost remembered from an earlier dashboard."""
     from xtuner_nb.notebook import dashboard
 
-    dashboard._LAST_FRAME_COST.clear()
+    dashboard._FRAME_COSTS.clear()
     yield
-    dashboard._LAST_FRAME_COST.clear()
+    dashboard._FRAME_COSTS.clear()
 
 
 def row(step, total=100):
@@ -68,6 +93,8 @@ def run(dash, steps, clock, step_seconds=0.1, control=None, history=None, evals=
     for s in range(1, steps + 1):
         clock.t += step_seconds
         state.step, state.elapsed = s, s * step_seconds
+        if isinstance(dash._display, TimedRecorder):
+            dash._display.step = s
         r = row(s, steps)
         state.history.append(r)
         dash.on_step_end(state, r, control)
@@ -96,16 +123,16 @@ def test_three_outputs_updated_in_place_and_final_frame_drawn():
     assert dash.data.cols["eval/loss"] == ([25.0, 50.0], [1.75, 1.5])
 
 
-def test_time_throttling(monkeypatch):
-    from xtuner_nb.notebook import plots
-
-    monkeypatch.setattr(plots.CurvesFigure, "png", lambda self: PNG_MAGIC)  # counting frames, not drawing them
-    clock, rec = FakeClock(), Recorder()
+def test_time_throttling():
+    clock = FakeClock()
+    rec = TimedRecorder(clock)
     dash = LiveDashboard(min_interval=1.0, progress_interval=0.5, display=rec, clock=clock)
     run(dash, 300, clock, step_seconds=0.1)  # 30 s of training, drawing costs nothing on the fake clock
-    # the first frame waits until 2% of the wall time pays for two guessed 0.2 s frames (this one and the final
-    # one: 20 s), then one per second (measured cost 0), plus the final frame
-    assert 10 <= dash.stats["draws"] <= 12
+    # drawing costs nothing (measured on the fake clock), so the budget pays for the first frame after 2 steps,
+    # then one per second, every 10-11 steps on the float clock, plus the final frame
+    assert rec.frames[0][1] == 2
+    assert 28 <= dash.stats["draws"] <= 32
+    assert all(b[0] - a[0] >= 1.0 - 1e-9 for a, b in zip(rec.frames, rec.frames[1:-1]))
     assert 50 <= dash.stats["progress_updates"] <= 62  # every 5-6 steps (float clock)
     # the next fit in this kernel starts from the measured cost: its first frame comes after min_interval
     again = LiveDashboard(min_interval=1.0, display=rec, clock=clock)
@@ -114,23 +141,76 @@ def test_time_throttling(monkeypatch):
 
 
 def test_drawing_stays_within_two_percent_budget(monkeypatch):
+    from xtuner_nb.notebook import frames
+
     clock, rec = FakeClock(), Recorder()
-    dash = LiveDashboard(min_interval=1.0, max_overhead=0.02, display=rec, clock=clock)
-    from xtuner_nb.notebook import plots
-
     calls = []
+    render = frames.LiveFrames.render
 
-    def slow_png(self):  # pretend each PNG costs 0.5 s (and the first one 2 s, as loading fonts can)
+    def slow_render(self, *args, **kwargs):  # pretend each frame costs 0.5 s (and the first one 2 s, as fonts can)
         clock.t += 2.0 if not calls else 0.5
         calls.append(clock.t)
-        return PNG_MAGIC
+        return render(self, *args, **kwargs)
 
-    monkeypatch.setattr(plots.CurvesFigure, "png", slow_png)
+    monkeypatch.setattr(frames.LiveFrames, "render", slow_render)
+    dash = LiveDashboard(min_interval=1.0, max_overhead=0.02, display=rec, clock=clock)
+    made = clock.t
+    assert made - 100.0 >= 2.0  # the one-off cost is paid when the dashboard is made, before the fit
     run(dash, 300, clock, step_seconds=1.0)
-    wall = clock.t - 100.0
+    wall = clock.t - made
     assert dash.stats["draws"] >= 5  # still live
     assert dash.stats["hook_seconds"] / wall <= 0.02  # the final frame included: its cost was kept in reserve
     assert dash.overhead <= 0.02
+
+
+def costly_frames(monkeypatch, clock, seconds):
+    """Every frame (the dashboard's warm-up included) costs `seconds` on the fake clock."""
+    from xtuner_nb.notebook import frames
+
+    render = frames.LiveFrames.render
+
+    def slow_render(self, *args, **kwargs):
+        clock.t += seconds
+        return render(self, *args, **kwargs)
+
+    monkeypatch.setattr(frames.LiveFrames, "render", slow_render)
+
+
+@pytest.mark.parametrize("steps, step_seconds, first_step", [
+    (300, 0.1, 20),  # fast steps: after 2 s
+    (5, 10.0, 2),  # slow steps: after 2 steps
+    (40, 0.1, 20),  # a 4-second run gets its first frame in its first half, like a long one
+])
+def test_first_frame_after_two_steps_and_two_seconds_whatever_the_length(monkeypatch, steps, step_seconds,
+                                                                          first_step):
+    clock = FakeClock()
+    costly_frames(monkeypatch, clock, 0.15)  # 2% of the first 2 s cannot pay for a frame: the 2 s rule must
+    rec = TimedRecorder(clock)
+    dash = LiveDashboard(display=rec, clock=clock)
+    run(dash, steps, clock, step_seconds=step_seconds)
+    assert first_step <= rec.frames[0][1] <= first_step + 1
+    assert rec.frames[-1][1] == steps and len(rec.frames) >= 2  # and the final frame
+
+
+def test_a_short_run_with_costly_frames_gets_five_frames_within_five_percent(monkeypatch):
+    clock = FakeClock()
+    costly_frames(monkeypatch, clock, 0.15)  # the quickstart's 20 s: 2% (0.4 s) pays for two such frames, 5% for 6
+    rec = TimedRecorder(clock)
+    dash = LiveDashboard(display=rec, clock=clock)
+    made = clock.t
+    run(dash, 200, clock, step_seconds=0.1)
+    wall = clock.t - made
+    assert dash.stats["draws"] >= 5 and rec.frames[0][1] <= 100  # live, from the first half
+    assert dash.stats["hook_seconds"] / wall <= 0.05
+
+
+def test_a_run_shorter_than_the_first_frame_delay_still_ends_with_its_frame(monkeypatch):
+    clock = FakeClock()
+    costly_frames(monkeypatch, clock, 0.15)
+    rec = TimedRecorder(clock)
+    dash = LiveDashboard(display=rec, clock=clock)
+    run(dash, 10, clock, step_seconds=0.05)  # half a second
+    assert [step for _, step in rec.frames] == [10]
 
 
 def test_stop_button_disabled_under_sync_fit():

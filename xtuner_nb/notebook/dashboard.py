@@ -13,10 +13,21 @@ The Stop button: a synchronous `fit()` keeps the kernel busy, so a click would o
 stop (interrupt the kernel: the Trainer turns KeyboardInterrupt into a graceful stop). Under `await trainer.afit()`
 the loop yields to the event loop between steps, clicks arrive, and the button asks for a graceful stop.
 
-Redraws are throttled by time and by a budget: the figure is redrawn at most every `min_interval` seconds, and only
-while the time spent in this hook so far, plus the measured cost of two more frames (this one and the final one),
-stays under `max_overhead` (2%) of the wall time since the fit began. An expensive frame (the first one loads fonts) simply delays the next; the
-progress line (cheap HTML) keeps moving meanwhile. The final frame is always drawn.
+When frames are drawn:
+- the one-off costs come first, when the dashboard is made (the Trainer makes its hooks first thing in `__init__`,
+  before the data is tokenized): matplotlib's fonts, the figure, the PNG encoder; then one frame of each kind is
+  timed, so the budget starts from measured costs, not from a guess (`frames.LiveFrames.warm_up`);
+- the first frame of a fit comes after `first_frame_steps` steps, as soon as the budget below pays for it, and at the
+  latest once `first_frame_seconds` of training have passed too, whatever the run's length;
+- later frames come at most every `min_interval` seconds, while the time spent in this hook so far, plus the measured
+  cost of this frame (its kind: axes or lines, see `frames.py`) and of the final one, stays under `max_overhead` (2%)
+  of the fit's wall time. The wall time counted is the time so far plus what the ETA says is left, at most as much
+  again: a short run may spend its budget early instead of leaving its first half without frames, and a finished
+  run still ends within it. Until a fit has drawn `live_frames` frames (5), the share allowed is
+  `live_frames_overhead` (5%) instead: a short run on a busy CPU (the quickstart at a load of 15: a 175 s fit, axes
+  frames of 2 s) cannot otherwise afford a frame between its first and its last; a long run's first frames are a
+  small part of its wall time. The progress line (cheap HTML) keeps moving between frames;
+- the final frame is always drawn.
 """
 
 from __future__ import annotations
@@ -30,14 +41,13 @@ from typing import Any, Callable
 from ..train.hooks.events import Control, EndReason, Hook, SaveKind, TrainState
 from ..train.logs import in_notebook_kernel
 from .eval_view import GENERATIONS_KEY, generations_html
-from .plots import CurveData, CurvesFigure, save_curves_png
+from .frames import LiveFrames
+from .plots import CurveData, save_curves_png
+from .progress_line import progress_html
 
 __all__ = ["LiveDashboard", "auto_dashboard", "save_curves_png", "in_notebook_kernel", "STOP_HINT"]
 
 STOP_HINT = "Interrupt the kernel (■) to stop gracefully — or run `await trainer.afit()` to use this button"
-_REASON_TEXT = {"finished": "✓ finished", "stopped": "■ stopped", "interrupted": "■ interrupted (kernel interrupt)",
-                "error": "✗ failed"}
-
 
 def auto_dashboard(trainer: Any) -> "LiveDashboard | None":
     """The dashboard hook of this trainer's fits, or None (not in a kernel, or turned off with show_dashboard)."""
@@ -46,16 +56,24 @@ def auto_dashboard(trainer: Any) -> "LiveDashboard | None":
     return LiveDashboard(trainer)
 
 
-_FIGURES: dict[int, CurvesFigure] = {}
-_LAST_FRAME_COST: dict[int, float] = {}  # by dpi: what the shared figure's last frame cost (seconds)
+_FRAMES: dict[int, LiveFrames] = {}  # by dpi: one figure per kernel, reused by every fit (made and warmed up once)
+_FRAME_COSTS: dict[int, dict[str, float]] = {}  # by dpi: what the latest frame of each kind cost (seconds)
 
 
-def _shared_figure(dpi: int) -> CurvesFigure:
-    """One figure per kernel, reused by every fit: a fresh figure's first frame costs several times a redraw (the
-    ticks and texts are created then), and a short fit may only ever draw its final frame."""
-    if dpi not in _FIGURES:
-        _FIGURES[dpi] = CurvesFigure(dpi=dpi)
-    return _FIGURES[dpi]
+def _shared_frames(dpi: int, clock: Callable[[], float]) -> LiveFrames:
+    """The kernel's frames of this dpi, warmed up, with their costs measured once (again after the costs are
+    forgotten, as a test's fresh kernel does)."""
+    if dpi not in _FRAMES:
+        _FRAMES[dpi] = LiveFrames(dpi=dpi).warm_up()
+    if dpi not in _FRAME_COSTS:
+        _FRAME_COSTS[dpi] = _FRAMES[dpi].measure(clock)
+    return _FRAMES[dpi]
+
+
+def _fresh_stats() -> dict[str, Any]:
+    """What a fit's dashboard did: frames drawn (of which with the axes), progress updates, seconds spent drawing
+    and in the hook; `fit_seconds` (the fit's wall time as the hook saw it) is added when the fit ends."""
+    return {"draws": 0, "axes_draws": 0, "progress_updates": 0, "draw_seconds": 0.0, "hook_seconds": 0.0}
 
 
 def _ipython_display(obj: Any, display_id: bool = False):
@@ -64,29 +82,17 @@ def _ipython_display(obj: Any, display_id: bool = False):
     return display(obj, display_id=True) if display_id else display(obj)
 
 
-def _fmt_time(seconds: float | None) -> str:
-    if seconds is None or seconds != seconds or seconds < 0:
-        return "–"
-    seconds = int(round(seconds))
-    h, rem = divmod(seconds, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}:{m:02d}:{s:02d}"
-
-
-def _fmt(value: Any, spec: str) -> str | None:
-    try:
-        return format(float(value), spec)
-    except (TypeError, ValueError):
-        return None
-
-
 class LiveDashboard(Hook):
     """Hook that draws the run live in the notebook cell that runs `fit()` / `afit()`.
 
     Args:
         trainer: read for `running_async` (is the Stop button live?), `request_stop` and `exp_dir`; optional.
         min_interval: seconds between figure redraws at the least.
-        max_overhead: redraw no more often than keeps drawing time below this fraction of wall time.
+        max_overhead: redraw no more often than keeps the time in this hook below this fraction of wall time.
+        live_frames, live_frames_overhead: until a fit has drawn `live_frames` frames, the fraction is
+            `live_frames_overhead` if that is larger.
+        first_frame_steps, first_frame_seconds: the first frame comes once both have passed in a fit, or sooner (but
+            not before `first_frame_steps`) when the budget pays for it.
         progress_interval: seconds between progress-line updates at the least (cheap HTML).
         live_stop: force the Stop button live (True) or disabled (False); default: `trainer.running_async`.
         display: `display(obj, display_id=False) -> handle` (default IPython's); a handle has `.update(obj)`.
@@ -94,10 +100,11 @@ class LiveDashboard(Hook):
     """
 
     main_process_only = True
-    FIRST_DRAW_GUESS = 0.2  # seconds a frame is assumed to cost before one was measured in this kernel
     replaces_console_log = True  # the Trainer then keeps per-step log lines off the notebook (warnings stay)
 
     def __init__(self, trainer: Any = None, *, min_interval: float = 1.0, max_overhead: float = 0.02,
+                 live_frames: int = 5, live_frames_overhead: float = 0.05,
+                 first_frame_steps: int = 2, first_frame_seconds: float = 2.0,
                  progress_interval: float = 0.5, smoothing: float = 0.9, live_stop: bool | None = None,
                  dpi: int = 80, display: Callable[..., Any] | None = None,
                  clock: Callable[[], float] = time.perf_counter):
@@ -107,14 +114,20 @@ class LiveDashboard(Hook):
         except TypeError:  # an object without weakref support
             self._trainer = lambda: trainer
         self.min_interval, self.max_overhead, self.progress_interval = min_interval, max_overhead, progress_interval
+        self.live_frames, self.live_frames_overhead = live_frames, live_frames_overhead
+        self.first_frame_steps, self.first_frame_seconds = first_frame_steps, first_frame_seconds
         self.smoothing, self.dpi = smoothing, dpi
         self._live_stop_override = live_stop
         self._display = display or _ipython_display
         self._clock = clock
         self.data = CurveData(smoothing)
-        self.figure: CurvesFigure | None = None
+        # the one-off costs, paid now rather than during the fit: the widgets' and the display's imports, the figure
+        import ipywidgets  # noqa: F401
+        from IPython.display import HTML, Image  # noqa: F401
+
+        self.frames = _shared_frames(dpi, clock)
         self.last_png: bytes | None = None  # the frame on screen (the final one after on_fit_end)
-        self.stats = {"draws": 0, "progress_updates": 0, "draw_seconds": 0.0, "hook_seconds": 0.0}
+        self.stats = _fresh_stats()
         self._control: Control | None = None
         self._plot_handle = self._progress_handle = None
         self.button = self.hint = None
@@ -124,7 +137,6 @@ class LiveDashboard(Hook):
         self._eval_html = ""
         self._begin, self._begin_step, self._elapsed0 = clock(), 0, 0.0
         self._last_draw = self._last_progress = -float("inf")
-        self._draw_cost = self.FIRST_DRAW_GUESS
 
     @property
     def trainer(self) -> Any:
@@ -167,8 +179,8 @@ class LiveDashboard(Hook):
         self._begin = t0
         self._begin_step, self._elapsed0 = state.step, state.elapsed or 0.0
         self._last_draw = self._last_progress = -float("inf")
-        self._draw_cost = _LAST_FRAME_COST.get(self.dpi, self.FIRST_DRAW_GUESS)
-        self.stats = {"draws": 0, "progress_updates": 0, "draw_seconds": 0.0, "hook_seconds": 0.0}
+        self.frames.reset()
+        self.stats = _fresh_stats()
         self.data = CurveData(self.smoothing)
         for row in state.history:  # a resumed or continued run shows its whole curve
             self.data.add(row)
@@ -180,7 +192,7 @@ class LiveDashboard(Hook):
         self._sync_button()
         self._display(W.HBox([self.button, self.hint], layout=W.Layout(align_items="center")))
         self._progress_handle = self._display(HTML(self._progress_html(state)), display_id=True)
-        self._plot_handle = self._display(HTML("<i style='color:#888'>curves appear after a few seconds of training…</i>"),
+        self._plot_handle = self._display(HTML("<i style='color:#888'>the curves appear after the first steps…</i>"),
                                           display_id=True)
         self.stats["hook_seconds"] += self._clock() - t0
 
@@ -191,8 +203,8 @@ class LiveDashboard(Hook):
         self._sync_button()
         if t0 - self._last_progress >= self.progress_interval:
             self._update_progress(state, t0)
-        if self._draw_due(t0):
-            self._draw(state, t0)
+        if self._draw_due(t0, state):
+            self._draw(state)
         self.stats["hook_seconds"] += self._clock() - t0
 
     def on_eval_end(self, state: TrainState, metrics: dict[str, Any], control: Control) -> None:
@@ -221,39 +233,55 @@ class LiveDashboard(Hook):
             self.hint.value = ""
         # the frame first: a viewer (or a test) that sees the final progress line then also has the final frame
         if self.data.cols or self._plot_handle is not None:
-            self._draw(state, t0, final=True)
+            self._draw(state, final=True)
         self._update_progress(state, t0)
-        self.stats["hook_seconds"] += self._clock() - t0
+        end = self._clock()
+        self.stats["hook_seconds"] += end - t0
+        self.stats["fit_seconds"] = end - self._begin
 
     # ---- throttling ------------------------------------------------------------------------------------------
-    def _draw_due(self, now: float) -> bool:
-        if now - self._last_draw < self.min_interval:
-            return False
-        budget = self.max_overhead * (now - self._begin)
-        # this frame, and one more kept in reserve for the final frame that on_fit_end always draws
-        return self.stats["hook_seconds"] + 2 * self._draw_cost <= budget
+    def _draw_due(self, now: float, state: TrainState) -> bool:
+        if self.stats["draws"] == 0:  # the first frame: as soon as the budget pays for it, and early in every run
+            if state.step - self._begin_step < self.first_frame_steps:
+                return False
+            return now - self._begin >= self.first_frame_seconds or self._affordable(now, state)
+        return now - self._last_draw >= self.min_interval and self._affordable(now, state)
+
+    def _affordable(self, now: float, state: TrainState) -> bool:
+        costs = _FRAME_COSTS[self.dpi]
+        this = costs["axes" if self.frames.axes_due(self.data, state.total_step) else "lines"]
+        # this frame, and the final one that on_fit_end always draws (usually a lines frame)
+        share = self.max_overhead
+        if self.stats["draws"] < self.live_frames:  # a larger max_overhead still holds
+            share = max(share, self.live_frames_overhead)
+        return self.stats["hook_seconds"] + this + costs["lines"] <= share * self._budget_wall(now, state)
+
+    def _budget_wall(self, now: float, state: TrainState) -> float:
+        """The fit's wall time so far, plus the time the ETA says is left, at most as much again."""
+        elapsed, done = now - self._begin, state.step - self._begin_step
+        left = elapsed / done * ((state.total_step or 0) - state.step) if done > 0 else 0.0
+        return elapsed + min(max(left, 0.0), elapsed)
 
     @property
     def overhead(self) -> float:
-        """Fraction of wall time since on_fit_begin spent inside this hook."""
-        wall = self._clock() - self._begin
+        """Fraction of the fit's wall time (so far, or in all once it ended) spent inside this hook."""
+        wall = self.stats.get("fit_seconds") or self._clock() - self._begin
         return self.stats["hook_seconds"] / wall if wall > 0 else 0.0
 
     # ---- drawing ---------------------------------------------------------------------------------------------
-    def _draw(self, state: TrainState, now: float, final: bool = False) -> None:
+    def _draw(self, state: TrainState, final: bool = False) -> None:
         from IPython.display import Image
 
         t0 = self._clock()
-        if self.figure is None:
-            self.figure = _shared_figure(self.dpi)
-        self.figure.draw(self.data, self._title(state))
-        self.last_png = self.figure.png()
-        image = Image(data=self.last_png, format="png")
+        # the final frame stays in the saved notebook: encoded smaller, at a cost paid once
+        self.last_png = self.frames.render(self.data, self._title(state), state.total_step,
+                                           compress_level=6 if final else 1)
         if self._plot_handle is not None:
-            self._plot_handle.update(image)
+            self._plot_handle.update(Image(data=self.last_png, format="png"))
         cost = self._clock() - t0
-        self._draw_cost = _LAST_FRAME_COST[self.dpi] = cost
+        _FRAME_COSTS[self.dpi][self.frames.last_kind] = cost
         self.stats["draws"] += 1
+        self.stats["axes_draws"] += self.frames.last_kind == "axes"
         self.stats["draw_seconds"] += cost
         self._last_draw = self._clock()
 
@@ -269,44 +297,17 @@ class LiveDashboard(Hook):
         self.stats["progress_updates"] += 1
         self._last_progress = now
 
+    def _time_left(self, state: TrainState, now: float) -> float | None:
+        """Seconds the fit still needs: the Trainer's ETA, else this fit's pace so far."""
+        eta = self.data.last.get("time/eta_seconds")
+        done, total = state.step - self._begin_step, state.total_step or 0
+        if eta is None and total and done > 0:
+            eta = (now - self._begin) / done * (total - state.step)
+        return eta
+
     def _progress_html(self, state: TrainState) -> str:
-        step, total = state.step, state.total_step or 0
-        row = self.data.last
+        now = self._clock()
         # state.elapsed may only count earlier sessions until the fit ends: add this session's clock
-        elapsed = max(state.elapsed or 0.0, self._elapsed0 + self._clock() - self._begin)
-        eta = row.get("time/eta_seconds")
-        if eta is None and total and step > self._begin_step:
-            eta = (self._clock() - self._begin) / (step - self._begin_step) * (total - step)
-        parts = [f"step <b>{step}</b>/{total or '?'}" + (f" ({100 * step / total:.0f}%)" if total else "")]
-        parts.append(f"elapsed {_fmt_time(elapsed)}")
-        if self._end is None:
-            parts.append(f"ETA {_fmt_time(eta)}")
-        loss = next((row.get(k) for k in ("loss/reduced_llm_loss", "loss/local_loss", "loss") if k in row), None)
-        if _fmt(loss, ".4f"):
-            smooth = _fmt(self.data.smoothed_loss, ".4f")
-            parts.append(f"loss <b>{_fmt(loss, '.4f')}</b>" + (f" (smoothed {smooth})" if smooth else ""))
-        if _fmt(row.get("lr"), ".2e"):
-            parts.append(f"lr {_fmt(row.get('lr'), '.2e')}")
-        if _fmt(row.get("grad_norm"), ".3f"):
-            parts.append(f"grad norm {_fmt(row.get('grad_norm'), '.3f')}")
-        if _fmt(row.get("runtime_info/tgs"), ",.0f"):
-            parts.append(f"{_fmt(row.get('runtime_info/tgs'), ',.0f')} tok/s per device")
-        if _fmt(row.get("memory/max_memory_GB"), ".1f"):
-            parts.append(f"peak {_fmt(row.get('memory/max_memory_GB'), '.1f')} GB")
-        if state.attention_backend or state.precision:
-            parts.append(html.escape(f"{state.precision or ''} attention {state.attention_backend or '-'}".strip()))
-        ev = self.data.last_eval
-        if ev is not None and _fmt(ev.get("eval/loss"), ".4f"):
-            parts.append(f"eval loss {_fmt(ev.get('eval/loss'), '.4f')} @ {ev.get('step', '?')}")
-        if self._last_save is not None:
-            s_step, kind, path = self._last_save
-            parts.append(f"saved {kind} @ step {s_step}: <code>{html.escape(path)}</code>")
-        head = ""
-        if self._end is not None:
-            reason, why = self._end
-            head = f"<b>{_REASON_TEXT.get(reason, reason)}</b>" + (f" ({html.escape(why)})" if why else "") + " · "
-        bar = (f"<progress value='{step}' max='{total}' style='width:220px;vertical-align:middle'></progress> "
-               if total else "")
-        evals = f"<div style='margin-top:4px'>{self._eval_html}</div>" if self._eval_html else ""
-        return (f"<div style='font-family:monospace;font-size:0.9em;line-height:1.5'>{bar}{head}"
-                + " · ".join(parts) + f"</div>{evals}")
+        elapsed = max(state.elapsed or 0.0, self._elapsed0 + now - self._begin)
+        return progress_html(state, self.data, elapsed, self._time_left(state, now), self._end, self._last_save,
+                             self._eval_html)

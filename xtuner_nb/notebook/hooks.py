@@ -16,9 +16,10 @@ def dashboard(trainer: Any):
     """The live dashboard of every fit() inside a Jupyter kernel (None elsewhere, or without ipywidgets)."""
     try:
         from .dashboard import auto_dashboard
+
+        return auto_dashboard(trainer)  # imports ipywidgets when it makes a dashboard
     except ImportError:  # notebook extras not installed: plain log lines only
         return None
-    return auto_dashboard(trainer)
 
 
 class CurvesPng(Hook):

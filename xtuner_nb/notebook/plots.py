@@ -143,10 +143,41 @@ class CurvesFigure:
                                  top=0.88 if nrows > 1 else 0.8, wspace=0.22, hspace=0.55)
         self._layout = (panels, with_eval)
 
+    @staticmethod
+    def layout_of(data: CurveData) -> tuple:
+        """What decides the figure's axes: the panels and whether the loss panel has an eval line."""
+        return data.panels(), EVAL_LOSS_KEY in data.cols
+
+    @property
+    def axes(self) -> list[Any]:
+        """The visible panels, in `CurveData.panels()` order."""
+        return self._axes
+
+    def live_artists(self) -> list[Any]:
+        """What changes from one frame to the next, in drawing order: each panel's lines then its legend (drawn over
+        the lines, as in a full draw), then the title."""
+        out = []
+        for ax in self._axes:
+            out += [line for line in self._lines.values() if line.axes is ax]
+            if ax.get_legend() is not None:
+                out.append(ax.get_legend())
+        if self.fig._suptitle is not None:
+            out.append(self.fig._suptitle)
+        return out
+
     def draw(self, data: CurveData, title: str | None = None):
-        panels = data.panels()
-        if (panels, EVAL_LOSS_KEY in data.cols) != self._layout:
-            self._build(panels, with_eval=EVAL_LOSS_KEY in data.cols)
+        """Draw `data` with each panel's limits fitted to its lines (as `trainer.plot()` and curves.png show it)."""
+        self.set_data(data, title)
+        for ax in self._axes:
+            ax.relim()
+            ax.set_autoscale_on(True)  # a live frame may have fixed the limits of this (shared) figure
+            ax.autoscale_view()
+        return self.fig
+
+    def set_data(self, data: CurveData, title: str | None = None) -> None:
+        """Give the lines their data and the figure its title; the axes' limits are left as they are."""
+        if self.layout_of(data) != self._layout:
+            self._build(*self.layout_of(data))
         empty: tuple[list, list] = ([], [])
         for name, line in self._lines.items():
             if name == "raw":
@@ -159,11 +190,7 @@ class CurvesFigure:
                 xs, ys = data.cols.get(name, empty)
                 line.set_data(xs, ys)
                 line.set_marker("." if len(xs) < 40 else "")  # a handful of points stays visible
-        for ax in self._axes:
-            ax.relim()
-            ax.autoscale_view()
         self.fig.suptitle(title or "", fontsize=10)
-        return self.fig
 
     def warm_up(self) -> "CurvesFigure":
         """Draw and render one frame of placeholder rows now: matplotlib's fonts, text layout and canvas are made
