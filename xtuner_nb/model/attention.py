@@ -50,7 +50,8 @@ def varlen_mask(batch_size: int, q_length: int | None = None, kv_length: int = 0
               and isinstance(q_offset, int) and q_offset == 0 and kv_offset == 0)
     if packed:
         cu = _boundaries(mask_function, batch_size, q_length, device)
-        if cu is not None:
+        # transformers 4.x marks every batch with position_ids as a pack; one sample a row needs no mask (5.x: None)
+        if cu is not None or cache_position is not None:
             return cu
     if cache_position is not None:
         return sdpa_mask(batch_size=batch_size, kv_length=kv_length, kv_offset=kv_offset, mask_function=mask_function,
