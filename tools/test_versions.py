@@ -131,14 +131,18 @@ def main() -> None:
                 ok, sec = run(cmd, log, 1800, env)
                 col[check] = f"{'pass' if ok else 'FAIL'} {sec:.0f}s"
                 print(f"[{label}] {check}: {col[check]}", flush=True)
+                save(args.workdir, col)  # after each check: a run stopped early still has its column
+        save(args.workdir, col)
         columns[label] = col
-    for label, col in columns.items():
-        (args.workdir / f"{label.replace(' ', '_')}.json").write_text(json.dumps(col))
     # every column this workdir holds, so sets run as separate processes still give one table
     every = {json.loads(f.read_text()).get("label", f.stem): json.loads(f.read_text())
              for f in sorted(args.workdir.glob("*.json"), key=lambda f: (f.stat().st_mtime))}
     print(table(every, SHOWN + ["install", "xtuner-nb env"] + list(CHECKS)))
     sys.exit(0 if all(not v.startswith(("FAIL", "fail")) for col in columns.values() for v in col.values()) else 1)
+
+
+def save(workdir: Path, col: dict[str, str]) -> None:
+    (workdir / f"{col['label'].replace(' ', '_')}.json").write_text(json.dumps(col))
 
 
 def table(columns: dict[str, dict[str, str]], rows: list[str]) -> str:
