@@ -103,11 +103,12 @@ def main() -> None:
     parser.add_argument("--torch", help="pin for torch in every chosen set (e.g. torch==2.10.0)")
     parser.add_argument("--checks", default=",".join(CHECKS), help="comma-separated, of " + ", ".join(CHECKS))
     parser.add_argument("--workdir", type=Path, default=ROOT / "build" / "test-versions")
+    parser.add_argument("--table-only", action="store_true", help="only print the table of the columns saved so far")
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
     checks = args.checks.split(",")
     columns: dict[str, dict[str, str]] = {}
-    for name in args.sets.split(","):
+    for name in [] if args.table_only else args.sets.split(","):
         python, pins = SETS[name]
         python = args.python or python
         if args.torch:
