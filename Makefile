@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 TORCH_SPEC ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo torch || echo torch==2.13.0)
 EXTRAS ?= all
 
-.PHONY: setup demo test lab docs bench bench-real dist clean
+.PHONY: setup demo test test-versions lab docs bench bench-real dist clean
 
 setup: $(STAMP)
 
@@ -45,3 +45,9 @@ dist: $(STAMP)
 
 clean:
 	rm -rf build dist docs/_build work_dir
+
+# The version matrix: fresh venvs for the floor set and the newest set (tools/test_versions.py), one table.
+# Not part of `make test`: each venv takes minutes. VERSIONS_ARGS='--sets colab-like' adds Python 3.12 + torch 2.9.1
+# (a multi-GB CUDA build from PyPI).
+test-versions:
+	python3 tools/test_versions.py $(VERSIONS_ARGS)

@@ -59,7 +59,8 @@ def env_report(checkpoint: str | os.PathLike | None = None) -> EnvReport:
 
     checks = [Check("python", f"{platform.python_version()}  {sys.executable}"),
               Check("xtuner_nb", f"{xtuner_nb.__version__}  {Path(xtuner_nb.__file__).parent}"),
-              _torch_check(torch), Check("transformers", _version("transformers") or "not installed")]
+              _torch_check(torch), Check("transformers", _version("transformers") or "not installed"),
+              _versions_check()]
     device = torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu")
     checks += _device_checks(torch, device)
     precision = training_precision(device)
@@ -95,6 +96,19 @@ def _version(dist: str) -> str | None:
         return metadata.version(dist)
     except metadata.PackageNotFoundError:
         return None
+
+
+def _versions_check() -> Check:
+    """This kernel's versions against the ones the version matrix passed (xtuner_nb/versions.py)."""
+    from .versions import TESTED, outside_tested
+
+    installed = {name: _version(name) for name in TESTED if name != "python"}
+    outside = outside_tested({"python": platform.python_version(), **installed})
+    if not outside:
+        return Check("versions", "inside the tested ranges (python, " + ", ".join(installed) + ")")
+    return Check("versions", "outside the tested ranges: " + "; ".join(outside), True,
+                 "not tested, though it may work; if something fails, install versions inside the ranges shown "
+                 "(the install page lists them) and restart the kernel")
 
 
 def _has_nvidia_driver() -> bool:

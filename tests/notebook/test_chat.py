@@ -92,3 +92,17 @@ def test_package_exports_stay_functions_after_every_submodule_is_imported():
     from xtuner_nb.notebook import chat as chat_again
 
     assert chat_again is chat
+
+
+def test_a_tokenizer_that_returns_token_type_ids(tiny, tmp_path):
+    """Tokenizers whose config lists `token_type_ids` among their inputs (BERT-style configs) return them; a
+    decoder's `generate` refuses them (transformers 4.57: "model_kwargs are not used by the model")."""
+    from transformers import AutoTokenizer
+
+    model, tok, _ = tiny
+    tok.save_pretrained(tmp_path)
+    typed = AutoTokenizer.from_pretrained(tmp_path, model_input_names=["input_ids", "token_type_ids",
+                                                                         "attention_mask"])
+    assert "token_type_ids" in typed("hi", return_tensors="pt")
+    assert chat(model, typed, "What are the three primary colors?", max_new_tokens=6) == \
+        _reference(model, tok, "What are the three primary colors?", 6)

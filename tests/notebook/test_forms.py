@@ -1,5 +1,7 @@
 """Config forms driven the way a user drives them: set widget values, read `.value`, see errors next to fields."""
 
+import abc
+import types
 from pathlib import Path
 from typing import Literal
 
@@ -244,3 +246,32 @@ def test_xtuner_compatibility_fields_are_folded_into_a_collapsed_section_at_ever
     with pytest.raises(ConfigFormError, match="TrainerConfig.sp_size=2 is not supported by xtuner_nb"):
         form.value
     assert "sp_size=2 is not supported" in form.form_error.value
+
+
+class _Python310Alias(types.GenericAlias):
+    """`list[int]` as Python 3.10 gives it: it says its class is `type` (fixed in 3.11), so `issubclass` raises."""
+
+    @property
+    def __class__(self):
+        return type
+
+
+def test_parametrized_generic_fields_build_a_form_on_python_3_10():
+    from xtuner_nb.notebook.form_nested import _is_config_class, _is_subclass
+
+    class Abstract(abc.ABC):  # ABCMeta's check is the one that raises on 3.10
+        pass
+
+    alias = _Python310Alias(list, (int,))
+    assert isinstance(alias, type)  # the 3.10 behaviour the form must survive
+    with pytest.raises(TypeError, match="must be a class"):
+        issubclass(alias, Abstract)
+    assert not _is_subclass(alias, Abstract) and not _is_subclass(alias, Path)
+    assert not _is_config_class(alias) and not _is_config_class(list[int])
+    assert _is_config_class(AdamWConfig)
+
+    class Lists(XConfig):
+        ids: _Python310Alias(list, (int,)) = [1, 2]  # type: ignore[valid-type]
+        names: dict[str, int] = {"a": 1}
+
+    assert config_form(Lists).value == Lists()

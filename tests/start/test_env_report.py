@@ -18,8 +18,8 @@ def by_name(report: EnvReport) -> dict:
 def test_report_on_this_cpu_machine():
     report = xtuner_nb.env_report()
     checks = by_name(report)
-    assert list(checks) == ["python", "xtuner_nb", "torch", "transformers", "gpu", "memory", "precision",
-                            "attention", "widgets", "checkpoint"]
+    assert list(checks) == ["python", "xtuner_nb", "torch", "transformers", "versions", "gpu", "memory",
+                            "precision", "attention", "widgets", "checkpoint"]
     assert checks["torch"].value.startswith(torch.__version__)
     assert checks["xtuner_nb"].value.startswith(xtuner_nb.__version__)
     if not torch.cuda.is_available():
@@ -90,3 +90,25 @@ def test_env_report_and_trainer_agree_on_a_simulated_t4():
     assert precision_check(t4).value.startswith("float16 compute") and "loss scaling" in precision_check(t4).value
     h100 = training_precision(torch.device("cuda", 0), capability=(9, 0))
     assert h100.compute == torch.bfloat16 and precision_check(h100).value.startswith("bfloat16 compute")
+
+
+def test_versions_outside_the_tested_ranges_are_named_and_pyproject_floors_are_the_tested_floors():
+    import re
+    import tomllib
+    from pathlib import Path
+
+    from xtuner_nb.env import env_report
+    from xtuner_nb.versions import TESTED, outside_tested
+
+    check = next(c for c in env_report().checks if c.name == "versions")
+    assert not check.problem, check.value  # this machine's stack is the tested one
+    assert outside_tested({"python": "3.11.7", "torch": "2.13.0+cpu", "transformers": "4.57.6", "peft": None}) == []
+    assert outside_tested({"torch": "2.6.0", "transformers": "5.26.0.dev0", "safetensors": "0.4.3"}) == [
+        f"torch 2.6.0 (tested {TESTED['torch'][0]} – {TESTED['torch'][1]})",
+        f"transformers 5.26.0.dev0 (tested {TESTED['transformers'][0]} – {TESTED['transformers'][1]})"]
+
+    project = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())["project"]
+    floors = dict(re.fullmatch(r"([\w-]+)>=([\d.]+)", d).groups()
+                  for d in project["dependencies"] + project["optional-dependencies"]["lora"] if ">=" in d)
+    floors["python"] = project["requires-python"].removeprefix(">=")
+    assert {name: floors[name] for name in TESTED} == {name: low for name, (low, _) in TESTED.items()}

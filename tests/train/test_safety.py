@@ -97,3 +97,22 @@ def test_checkpoint_files_load_with_weights_only_and_a_malicious_pickle_is_refus
         assert not marker.exists(), victim
     pickle.loads(pickle.dumps(_Payload(marker)))  # the payload is real: unpickled without restriction, it runs
     assert marker.exists()
+
+
+def test_checkpoint_metadata_reads_across_pythons_and_torch_versions(tmp_path, monkeypatch):
+    """A checkpoint written on Python 3.13 pickles its Path as `pathlib._local.PosixPath` (up to 3.12: `pathlib`);
+    torch before 2.9 has no `FileSystemReader._get_metadata_path`. Both still resume."""
+    from torch.distributed.checkpoint import FileSystemReader
+
+    from xtuner_nb.train.checkpoint import folder as ckpt
+
+    path, parts = _checkpoint(tmp_path / "ckpt-step-1")
+    metadata = ckpt.SafeFileSystemReader(path / "weights").read_metadata()
+    metadata.storage_meta.checkpoint_id = Path(path / "weights")  # DCP keeps the id it was given: a Path here
+    written = pickle.dumps(metadata, protocol=2)  # protocol 2 names each global as text: "c<module>\n<name>\n"
+    assert written.count(b"cpathlib\nPosixPath\n") == 1
+    (path / "weights/.metadata").write_bytes(written.replace(b"cpathlib\nPosixPath\n",
+                                                             b"cpathlib._local\nPosixPath\n"))
+    monkeypatch.delattr(FileSystemReader, "_get_metadata_path", raising=False)
+    assert ckpt.load_checkpoint(path, **parts)["loader_state"] == {"step": 1}
+    assert ckpt.SafeFileSystemReader(path / "weights").read_metadata().storage_meta.checkpoint_id == path / "weights"

@@ -40,16 +40,26 @@ VARLEN_IMPL = "xtuner_varlen"  # the name in transformers' AttentionInterface / 
 
 
 # ---- mask creation -------------------------------------------------------------------------------------------------
-def varlen_mask(batch_size: int, q_length: int, kv_length: int, q_offset=0, kv_offset=0,
+def varlen_mask(batch_size: int, q_length: int | None = None, kv_length: int = 0, q_offset=0, kv_offset=0,
                 mask_function: Callable = causal_mask_function, attention_mask: torch.Tensor | None = None,
                 allow_is_causal_skip: bool = True, device: torch.device | str = "cpu", **kwargs):
-    """sdpa's mask, except for a pack found in `position_ids`: then int32 cu_seq_lens over the B*L flat tokens."""
+    """sdpa's mask, except for a pack found in `position_ids`: then int32 cu_seq_lens over the B*L flat tokens.
+
+    transformers 5 passes the queries as `q_length`/`q_offset`; 4.x passes `cache_position` (their positions)."""
+    cache_position = kwargs.get("cache_position")
+    if q_length is None:  # transformers 4.x
+        q_length, device = cache_position.shape[0], cache_position.device
+        q_offset = 0 if q_length and int(cache_position[0]) == 0 else None  # None: not a fresh full sequence
     packed = (not allow_is_causal_skip and attention_mask is None and q_length == kv_length and q_length > 1
               and isinstance(q_offset, int) and q_offset == 0 and kv_offset == 0)
     if packed:
         cu = _boundaries(mask_function, batch_size, q_length, device)
-        if cu is not None:
+        # transformers 4.x marks every batch with position_ids as a pack; one sample a row needs no mask (5.x: None)
+        if cu is not None or cache_position is not None:
             return cu
+    if cache_position is not None:
+        return sdpa_mask(batch_size=batch_size, kv_length=kv_length, kv_offset=kv_offset, mask_function=mask_function,
+                         attention_mask=attention_mask, allow_is_causal_skip=allow_is_causal_skip, **kwargs)
     return sdpa_mask(batch_size=batch_size, q_length=q_length, kv_length=kv_length, q_offset=q_offset,
                      kv_offset=kv_offset, mask_function=mask_function, attention_mask=attention_mask,
                      allow_is_causal_skip=allow_is_causal_skip, device=device, **kwargs)

@@ -206,8 +206,9 @@ def _reset_rope_buffers(model: nn.Module) -> None:
                 continue
             if module.inv_freq.is_meta:
                 continue
-            fn = (module.compute_default_rope_parameters if module.rope_type == "default"
-                  else ROPE_INIT_FUNCTIONS[module.rope_type])
+            # transformers 5 puts the default on the module; 4.x keeps it in the table as "default"
+            fn = module.compute_default_rope_parameters if module.rope_type == "default" and hasattr(
+                module, "compute_default_rope_parameters") else ROPE_INIT_FUNCTIONS[module.rope_type]
             inv_freq, _ = fn(module.config)
             module.inv_freq.copy_(inv_freq.to(module.inv_freq.device))
             module.original_inv_freq.copy_(inv_freq.to(module.original_inv_freq.device))

@@ -100,7 +100,8 @@ def chat(model_or_path: Any, tokenizer: Any = None, prompt: str | None = None, *
     text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, **template_kwargs)
     enc = tokenizer(text, return_tensors="pt", add_special_tokens=False)
     device = next(model.parameters()).device
-    enc = {k: v.to(device) for k, v in enc.items()}
+    # a decoder takes ids and their mask; `generate` refuses the rest (e.g. `token_type_ids` from BERT-style configs)
+    enc = {k: enc[k].to(device) for k in ("input_ids", "attention_mask") if k in enc}
 
     eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
     gen_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)

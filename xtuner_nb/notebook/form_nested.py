@@ -170,8 +170,14 @@ def _unwrap(ann: Any) -> Any:
     return ann
 
 
+def _is_subclass(ann: Any, base: type) -> bool:
+    """`issubclass` for any annotation. On Python 3.10 `isinstance(list[int], type)` is True and `issubclass`
+    then raises; a parametrized generic (`types.GenericAlias`) is never one of our classes."""
+    return isinstance(ann, type) and not isinstance(ann, types.GenericAlias) and issubclass(ann, base)
+
+
 def _is_config_class(t: Any) -> bool:
-    return isinstance(t, type) and issubclass(t, XConfig)
+    return _is_subclass(t, XConfig)
 
 
 def _placeholder(ann: Any) -> Any:
@@ -185,7 +191,7 @@ def _placeholder(ann: Any) -> Any:
         return 0.0
     if get_origin(ann) is Literal:
         return get_args(ann)[0]
-    if isinstance(ann, type) and issubclass(ann, enum.Enum):
+    if _is_subclass(ann, enum.Enum):
         return next(iter(ann))
     if _is_config_class(ann):
         return _try_default(ann) or ann
@@ -220,13 +226,13 @@ def _make_editor(ann: Any, value: Any, path: str, required: bool, sub_form: SubF
     if ann is str:
         return _TextEditor(value, is_path=False, required=required,
                            multiline=isinstance(value, str) and "\n" in value)
-    if isinstance(ann, type) and issubclass(ann, PurePath):
+    if _is_subclass(ann, PurePath):
         return _TextEditor(value, is_path=True, required=required)
     if origin is Literal:
         options = [(str(a), a) for a in args]
         start = value if value in args else args[0]
         return _ValueEditor(W.Dropdown(options=options, value=start, layout=W.Layout(width=_INPUT_W)))
-    if isinstance(ann, type) and issubclass(ann, enum.Enum):
+    if _is_subclass(ann, enum.Enum):
         return _ValueEditor(W.Dropdown(options=[(m.name, m) for m in ann],
                                        value=value if isinstance(value, ann) else next(iter(ann)),
                                        layout=W.Layout(width=_INPUT_W)), ann)

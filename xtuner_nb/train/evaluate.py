@@ -192,11 +192,14 @@ def greedy_decode(model: torch.nn.Module, prompt_ids: list[int], max_new_tokens:
     distributed = dist.is_available() and dist.is_initialized()
     ids = torch.tensor([prompt_ids], dtype=torch.long, device=device)
     new: list[int] = []
-    cache = None  # transformers 5.24 names the KV cache `cache` (`past_key_values` is deprecated)
+    # transformers 5.21+ names the KV cache `cache` (`past_key_values` is deprecated there); 4.x only knows
+    # `past_key_values`. The first forward's output says which this transformers has.
+    cache, cache_name = None, None
     for _ in range(max_new_tokens):
         with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-            out = model(input_ids=ids, cache=cache, use_cache=True, logits_to_keep=1)
-        cache = out.cache
+            out = model(input_ids=ids, use_cache=True, logits_to_keep=1, **({cache_name: cache} if cache_name else {}))
+        cache_name = cache_name or ("cache" if getattr(out, "cache", None) is not None else "past_key_values")
+        cache = getattr(out, cache_name)
         nxt = out.logits[0, -1].argmax().reshape(1, 1)
         if distributed:
             dist.broadcast(nxt, src=0)

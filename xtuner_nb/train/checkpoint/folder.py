@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import pathlib
 import pickle
 import random
 import shutil
@@ -65,9 +66,13 @@ class _MetadataUnpickler(pickle.Unpickler):
         torch_name = module == "torch" and (name in self._TORCH or isinstance(getattr(torch, name, None), torch.dtype))
         if module.startswith("torch.distributed.checkpoint.") or torch_name or (module, name) in (
                 ("collections", "OrderedDict"), ("builtins", "set"), ("builtins", "frozenset"),
-                ("torch.serialization", "_get_layout"),  # a layout by name, e.g. "torch.strided"
-                ("pathlib", "PosixPath"), ("pathlib", "WindowsPath")):  # StorageMeta.checkpoint_id
+                ("torch.serialization", "_get_layout")):  # a layout by name, e.g. "torch.strided"
             return super().find_class(module, name)
+        # StorageMeta.checkpoint_id: a Path pickles under its class's module, `pathlib` up to Python 3.12 and
+        # `pathlib._local` on 3.13; both resolve through `pathlib`, so a checkpoint reads on every Python.
+        if module in ("pathlib", "pathlib._local") and name in ("PosixPath", "WindowsPath", "PurePosixPath",
+                                                               "PureWindowsPath"):
+            return getattr(pathlib, name)
         raise pickle.UnpicklingError(f"global '{module}.{name}' is not allowed in DCP metadata")
 
 
@@ -76,7 +81,10 @@ class SafeFileSystemReader(FileSystemReader):
     unpickles it without restriction; its tensor files are already read with weights_only=True)."""
 
     def read_metadata(self, *args: Any, **kwargs: Any) -> Metadata:
-        path = self._get_metadata_path(kwargs.get("rank"))
+        # DCP's own file names (`.metadata`, or `__{rank}.metadata` when every rank wrote one), spelled out here:
+        # the method that builds them is private and only exists from torch 2.9.
+        rank = kwargs.get("rank")
+        path = self.fs.concat_path(self.path, ".metadata" if rank is None else f"__{rank}.metadata")
         with self.fs.create_stream(path, "rb") as f:
             try:
                 metadata = _MetadataUnpickler(f).load()
