@@ -7,7 +7,7 @@
 Each case runs in its own Python process, as a script would: the Trainer's fit check takes the estimate
 (`trainer.memory_estimate`: the process's resident memory when the check runs, plus the weights, gradients,
 optimizer states, activations and logits of the run), then the run trains and the process reports its peak resident
-memory (`resource.getrusage(...).ru_maxrss`, the same figure as the metrics' `memory/max_memory_GB` on a CPU). The
+memory (VmHWM, `train.metrics.peak_rss_kib`, the same figure as the metrics' `memory/max_memory_GB` on a CPU). The
 ratio is estimate / measured; the tutorials' target is 0.85 to 1.15.
 
 Cases (each as its docs page configures it; the SmolLM2 runs need `fetch_pretrained("smollm2-135m-instruct")`,
@@ -89,15 +89,14 @@ def case_config(case: str, work_dir: Path):
 
 def run_case(case: str, work_dir: Path) -> dict:
     """In this process: build the Trainer (its fit check estimates), train, and return estimate and peak."""
-    import resource
-
     from xtuner_nb.train import Trainer
+    from xtuner_nb.train.metrics import peak_rss_kib
 
     t0 = time.perf_counter()
     trainer = Trainer.from_config(case_config(case, work_dir), show_dashboard=False)
     est = trainer.memory_estimate
     trainer.fit()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = peak_rss_kib() * 1024
     row_peak = float(trainer.history["memory/max_memory_GB"].max()) * 2**30
     return dict(case=case, estimate_gib=est.total / 2**30, peak_rss_gib=peak / 2**30,
                 ratio=est.total / peak, steps=trainer.cur_step, seconds=time.perf_counter() - t0,

@@ -9,6 +9,7 @@ FLOP/s by the peak of every device together.
 from __future__ import annotations
 
 import resource
+import sys
 from typing import Any
 
 import torch
@@ -46,7 +47,22 @@ def max_memory_gb(dev: torch.device) -> float:
     """Peak GPU memory allocated in this step; on CPU the process's peak resident memory."""
     if dev.type == "cuda":
         return torch.cuda.max_memory_allocated(dev) / 2**30
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    return peak_rss_kib() / 2**20
+
+
+def peak_rss_kib() -> int:
+    """This process's own peak resident memory (Linux's VmHWM, of the memory map exec gave it). `ru_maxrss` also
+    keeps the peak of the process this one was started from (a notebook kernel started by a large process, a test
+    subprocess of pytest); it is the fallback where /proc is missing (macOS)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak // 1024 if sys.platform == "darwin" else peak  # macOS gives bytes, Linux KiB
 
 
 def step_throughput(text_tokens: int, attn_len: float, step_time: float, model_cfg, world_size: int,
