@@ -35,7 +35,7 @@ def test_fit_layout_logs_history_and_hf_export(tiny_ckpt, tmp_path):
                  "trainer_config.json"):
         assert (exp / "checkpoints/ckpt-step-3" / name).exists(), name
     assert (exp / "hf-latest").resolve() == (exp / "hf-3").resolve()
-    hf = AutoModelForCausalLM.from_pretrained(exp / "hf-latest")
+    hf = AutoModelForCausalLM.from_pretrained(exp / "hf-latest", dtype="auto")  # what config.json records (4.x: fp32)
     assert hf.dtype == torch.bfloat16
     trained = {k: v for k, v in trainer.model.state_dict().items()}
     ref = trained["model.layers.0.mlp.down_proj.weight"].to(torch.bfloat16)
