@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import math
 import random
-import resource
 import sys
 import time
 from pathlib import Path
@@ -162,8 +161,11 @@ def save_init_checkpoint(path: Path, model_cfg, tokenizer, seed: int = 0) -> Non
 
 # ---- measuring ----------------------------------------------------------------------------------------------------
 def peak_rss_gib() -> float:
-    """Peak resident memory of this process (Linux ru_maxrss is in KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    """Peak resident memory of this process: the Trainer's own figure (VmHWM), not inflated by the driver that
+    started it as ru_maxrss would be."""
+    from xtuner_nb.train.metrics import peak_rss_kib
+
+    return peak_rss_kib() / 2**20
 
 
 class StepLog:

@@ -16,7 +16,7 @@ Groups (each run in its own Python process, LoRA and QLoRA alternating, so that 
 
 Printed per run: the fit check's estimate (`trainer.memory_estimate`: the process's resident memory at the check,
 after the warm-up step of memory/warm_up.py, plus the parts of the run) against the measured peak RSS
-(`ru_maxrss`); the mean training loss over the steps; tokens/s after the first step. Then the QLoRA claims: peak RSS
+(VmHWM, `train.metrics.peak_rss_kib`); the mean training loss over the steps; tokens/s after the first step. Then the QLoRA claims: peak RSS
 lower by at least 2/3 of the bytes the 4-bit base removes (the decoder linears in the compute dtype minus their NF4
 codes and scales, both measured on the built model), each estimate within 15 % of its peak, the loss within 5 %,
 the same answers on SmolLM2.
@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -94,6 +93,7 @@ def run_case(case: str, work: Path, steps: int, pack_len: int = 512) -> dict:
     """In this process: build the Trainer (its fit check estimates), train, measure."""
     from xtuner_nb.model.qlora import decoder_linears, quantized_bytes
     from xtuner_nb.train import Trainer
+    from xtuner_nb.train.metrics import peak_rss_kib
 
     t0 = time.perf_counter()
     import torch
@@ -107,7 +107,7 @@ def run_case(case: str, work: Path, steps: int, pack_len: int = 512) -> dict:
     on_gpu = next(trainer.model.parameters()).device.type == "cuda"
     # the estimate is for the device the run is on: the process's resident memory on a CPU, the GPU's own on CUDA
     peak = (torch.cuda.max_memory_allocated() if on_gpu
-            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+            else peak_rss_kib() * 1024)
     hist = trainer.history
     train = hist[hist["loss/reduced_llm_loss"].notna()]
     timed = train.iloc[1:]  # the first step pays one-off costs
