@@ -58,19 +58,27 @@ def _cache_file() -> Path:
     return cache_root() / "cpu_peak.json"
 
 
+def _read() -> dict[str, dict[str, float]]:
+    try:
+        return json.loads(_cache_file().read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _store(known: dict[str, dict[str, float]]) -> None:
+    path = _cache_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")  # ranks measuring at once each write a whole file
+    tmp.write_text(json.dumps(known, indent=1))
+    os.replace(tmp, path)
+
+
 @functools.cache
 def _cached(key: str) -> dict[str, float]:
-    path = _cache_file()
-    try:
-        known = json.loads(path.read_text())
-    except (OSError, ValueError):
-        known = {}
+    known = _read()
     if key not in known:
         known[key] = _measure()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")  # ranks measuring at once each write a whole file
-        tmp.write_text(json.dumps(known, indent=1))
-        os.replace(tmp, path)
+        _store(known)
     return known[key]
 
 
@@ -79,11 +87,9 @@ def measured_cpu_peak(refresh: bool = False) -> dict[str, float]:
     key = f"{cpu_model()} | threads={torch.get_num_threads()} | torch {torch.__version__}"
     if refresh:
         _cached.cache_clear()
-        path = _cache_file()
-        if path.exists():
-            known = json.loads(path.read_text())
-            known.pop(key, None)
-            path.write_text(json.dumps(known, indent=1))
+        known = _read()
+        if known.pop(key, None) is not None:
+            _store(known)
     return _cached(key)
 
 
