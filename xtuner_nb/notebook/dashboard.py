@@ -23,10 +23,10 @@ When frames are drawn:
   cost of this frame (its kind: axes or lines, see `frames.py`) and of the final one, stays under `max_overhead` (2%)
   of the fit's wall time. The wall time counted is the time so far plus what the ETA says is left, at most as much
   again: a short run may spend its budget early instead of leaving its first half without frames, and a finished
-  run still ends within it. Until a fit has drawn `live_frames` frames (5), the share allowed is
-  `live_frames_overhead` (5%) instead: a short run on a busy CPU (the quickstart at a load of 15: a 175 s fit, axes
-  frames of 2 s) cannot otherwise afford a frame between its first and its last; a long run's first frames are a
-  small part of its wall time. The progress line (cheap HTML) keeps moving between frames;
+  run still ends within it. Until a fit has drawn `live_frames` frames (5), in a run of at least 20 steps, the share
+  allowed is `live_frames_overhead` (5%) instead: the quickstart on a busy CPU (at a load of 15: a 175 s fit, axes
+  frames of 2 s) cannot otherwise afford a frame between its first and its last, while the real-model notebook
+  (9 steps of 16 s) keeps to 2%. The progress line (cheap HTML) keeps moving between frames;
 - the final frame is always drawn.
 """
 
@@ -251,10 +251,17 @@ class LiveDashboard(Hook):
         costs = _FRAME_COSTS[self.dpi]
         this = costs["axes" if self.frames.axes_due(self.data, state.total_step) else "lines"]
         # this frame, and the final one that on_fit_end always draws (usually a lines frame)
-        share = self.max_overhead
-        if self.stats["draws"] < self.live_frames:  # a larger max_overhead still holds
-            share = max(share, self.live_frames_overhead)
-        return self.stats["hook_seconds"] + this + costs["lines"] <= share * self._budget_wall(now, state)
+        spent = self.stats["hook_seconds"] + this + costs["lines"]
+        return spent <= self._share(state) * self._budget_wall(now, state)
+
+    def _share(self, state: TrainState) -> float:
+        """`live_frames_overhead` until `live_frames` frames are drawn in a run of many steps (at least 4 a frame: the
+        quickstart's 120), then `max_overhead`. A run of few long steps (the real-model notebook: 9 of 16 s) keeps to
+        `max_overhead` from the start: its progress line moves every step, and a frame adds one point to each curve."""
+        many_steps = (state.total_step or 0) - self._begin_step >= 4 * self.live_frames
+        if many_steps and self.stats["draws"] < self.live_frames:
+            return max(self.max_overhead, self.live_frames_overhead)
+        return self.max_overhead
 
     def _budget_wall(self, now: float, state: TrainState) -> float:
         """The fit's wall time so far, plus the time the ETA says is left, at most as much again."""
