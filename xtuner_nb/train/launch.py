@@ -153,7 +153,9 @@ class Launch:
         self.returncode: int | None = None
         self.pids: set[int] = set()  # torchrun's and every worker's, as seen while the run went (tests check them)
         self._tail, self._stop_sent, self._interrupts = EventTail(self.launch_dir), None, 0
+        self._procs: dict[int, Any] = {}  # psutil.Process of each pid in `pids`
         self.process = self._start()
+        self._note_pids()
 
     def _default_hooks(self) -> list[Hook]:
         if not (self.show_dashboard and in_notebook_kernel()):
@@ -190,21 +192,24 @@ class Launch:
         self._wait_gone(10.0)
 
     def _wait_gone(self, timeout: float) -> None:
+        """Wait for every process of the run to end; after `timeout` the ones left get SIGKILL."""
         import psutil
 
-        deadline = time.monotonic() + timeout
-        for pid in self.pids:
+        left = [p for p in self._procs.values() if p.is_running()]
+        _, alive = psutil.wait_procs(left, timeout=timeout)
+        for proc in alive:
             try:
-                psutil.Process(pid).wait(max(deadline - time.monotonic(), 0.1))
-            except (psutil.NoSuchProcess, psutil.TimeoutExpired, ChildProcessError):
+                proc.kill()  # psutil checks the pid was not reused by another process
+            except psutil.NoSuchProcess:
                 pass
+        psutil.wait_procs(alive, timeout=5)
 
     # ---- waiting -------------------------------------------------------------------------------------------------
     def wait(self) -> "Launch":
         """Until the run ends; the first KeyboardInterrupt (■) asks for a graceful stop, a second one kills it."""
         while True:
             try:
-                while not self._poll():
+                while not self.poll():
                     time.sleep(POLL_S)
                 return self._finish()
             except KeyboardInterrupt:
@@ -216,7 +221,7 @@ class Launch:
         try:
             while True:
                 try:
-                    while not self._poll():
+                    while not self.poll():
                         await asyncio.sleep(POLL_S)
                     break
                 except KeyboardInterrupt:
@@ -237,8 +242,9 @@ class Launch:
               f"(interrupt again to kill them without saving). Logs: {self.launch_dir}", file=sys.stderr)
         self.request_stop("kernel interrupt")
 
-    def _poll(self) -> bool:
-        """Replay the new events; True once torchrun has exited (its events all replayed)."""
+    def poll(self) -> bool:
+        """Replay the workers' new events (to the dashboard); True once torchrun has exited (every event replayed).
+        `wait()` calls it in a loop; call it yourself to follow a run without waiting for it."""
         self._note_pids()
         exited = self.process.poll() is not None
         for event in self._tail.read():
@@ -249,9 +255,13 @@ class Launch:
         import psutil
 
         try:
-            self.pids.update(p.pid for p in psutil.Process(self.process.pid).children(recursive=True))
+            found = [self._procs.get(self.process.pid) or psutil.Process(self.process.pid)]
+            found += found[0].children(recursive=True)
         except psutil.NoSuchProcess:
-            pass
+            return
+        for proc in found:
+            self._procs.setdefault(proc.pid, proc)
+        self.pids.update(p.pid for p in found)
 
     def _replay(self, event: dict[str, Any]) -> None:
         kind = event["event"]
@@ -286,6 +296,7 @@ class Launch:
         if self.returncode == 0:
             return self
         error = describe_failure(self.launch_dir, self.returncode)
+        error.pids = sorted(self.pids)
         if self.state is not None and self.end_reason is None:  # the dashboard says how it ended
             self.end_reason = "error"
             call_every_hook(self.hooks, "on_fit_end", self.state, "error", self.control)

@@ -20,6 +20,7 @@ class LaunchError(RuntimeError):
     def __init__(self, message: str, rank: int | None, returncode: int | None):
         super().__init__(message)
         self.rank, self.returncode = rank, returncode
+        self.pids: list[int] = []  # the run's processes (torchrun's and the workers'), all gone when this is raised
 
 
 _ROOT = re.compile(r"Root Cause.*?rank\s*:\s*(\d+)\s*\(local_rank:\s*(\d+)\).*?exitcode\s*:\s*(-?\d+)", re.S)
@@ -35,13 +36,13 @@ def describe_failure(launch_dir: Path, returncode: int | None) -> LaunchError:
         return LaunchError(f"the launched run failed (torchrun exit code {returncode}); torchrun's output ends "
                            f"with:\n{tail}\n(all of it: {log})", None, returncode)
     rank, local_rank, code = (int(g) for g in found.groups())
-    if code < 0:
-        how = f"was killed by signal {code} ({_signal_name(-code)})"
-        detail = _stderr_tail(launch_dir, local_rank)
-        detail = f"\nits last output:\n{detail}" if detail else ""
+    how = f"was killed by signal {-code} ({_signal_name(-code)})" if code < 0 else f"exited with code {code}"
+    traceback = _error_file_traceback(launch_dir, local_rank)
+    if traceback:
+        detail = f"\n{traceback}"
     else:
-        how = f"exited with code {code}"
-        detail = "\n" + (_error_file_traceback(launch_dir, local_rank) or _stderr_tail(launch_dir, local_rank))
+        tail = _stderr_tail(launch_dir, local_rank)
+        detail = f"\nits last output:\n{tail}" if tail else ""
     return LaunchError(f"rank {rank} {how}; torchrun stopped the other ranks.{detail}\n(logs: {launch_dir})",
                        rank, returncode)
 

@@ -204,7 +204,7 @@ def _fit(cfg: TrainerConfig) -> None:
         if os.getppid() == 1:  # it was gone before the line above
             raise SystemExit("the launcher of this worker exited before it started")
         hooks.append(LaunchEventWriter(Path(os.environ[LAUNCH_DIR_ENV]), int(os.environ.get("RANK", 0))))
-    try:
-        Trainer.from_config(cfg, hooks=hooks).fit()
-    finally:
-        teardown_distributed()
+    Trainer.from_config(cfg, hooks=hooks).fit()
+    # after a good run only: a rank that failed must not wait in a barrier for ranks still inside a step's
+    # collectives (they would all hang); it exits, and torchrun stops the others
+    teardown_distributed()
