@@ -98,12 +98,35 @@ for k in ("PYTHONPATH", "XTUNER_NB_TEST_CRASH_RANK", "XTUNER_NB_TEST_CRASH_STEP"
     os.environ.pop(k)
 print("CRASH", json.dumps({"pids": sys.last_value.pids, "rank": sys.last_value.rank}))
 """
+KILL = """\
+killed_at = []
+def kill_rank_after(work_dir, rank, step):
+    def watch():
+        while True:
+            events = {int(f.stem[4:]): f.read_text() for f in Path(work_dir).glob("launches/*/events/rank*.jsonl")}
+            if f'"step": {step},' in events.get(0, "") and rank in events:
+                pid = json.loads(events[rank].splitlines()[0])["pid"]
+                os.kill(pid, signal.SIGKILL)
+                killed_at.append(time.time())
+                return
+            time.sleep(0.02)
+    threading.Thread(target=watch, daemon=True).start()
+kill_rank_after("killed", 1, 2)
+try:
+    launch(cfg("killed", total_step=500), 2)
+finally:
+    ended_at = time.time()
+"""
+KILL_PIDS = """\
+print("KILL", json.dumps({"pids": sys.last_value.pids, "rank": sys.last_value.rank,
+                          "seconds": ended_at - killed_at[0]}))
+"""
 LONG = """\
 long = Launch(cfg("long", total_step=500), 2)
 while len(long.rows) < 2:
     assert not long.poll(), "the long run ended early"
     time.sleep(0.1)
-print("LONG", json.dumps({"pids": sorted(long.pids)}))
+print("LONG", json.dumps({"pids": sorted(long.pids), "kernel": os.getpid()}))
 """
 
 
@@ -123,7 +146,7 @@ def _gone(pids: list[int], within: float = 15.0) -> list[int]:
         time.sleep(0.2)
 
 
-def _kernel_run(tmp_path, cells: list[str], expect_error: set[int] = frozenset()):
+def _kernel_run(tmp_path, cells: list[str], expect_error: set[int] = frozenset(), kill_kernel: bool = False):
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
     client = recording_client(nb, tmp_path, timeout=600)
@@ -138,12 +161,14 @@ def _kernel_run(tmp_path, cells: list[str], expect_error: set[int] = frozenset()
                     raise
                 errors[i] = str(exc)
             seconds[i] = round(time.monotonic() - t0, 1)
+        if kill_kernel:  # a kernel that dies at once (SIGKILL: no Python code runs), as a hung one restarted
+            os.kill(_printed(nb, len(cells) - 1, "LONG")["kernel"], 9)
     return nb, client, errors, seconds
 
 
 def test_launch_from_a_kernel_trains_like_one_process_stops_resumes_and_fails_cleanly(tmp_path):
-    cells = [SETUP, ONE, TWO, STOP, RESUME, AFTER, CRASH, CRASH_PIDS]
-    nb, client, errors, seconds = _kernel_run(tmp_path, cells, expect_error={6})
+    cells = [SETUP, ONE, TWO, STOP, RESUME, AFTER, CRASH, CRASH_PIDS, KILL, KILL_PIDS]
+    nb, client, errors, seconds = _kernel_run(tmp_path, cells, expect_error={6, 8})
     print("cell seconds", seconds)
 
     one = {int(k): v for k, v in _printed(nb, 1, "ONE").items()}
@@ -186,17 +211,25 @@ def test_launch_from_a_kernel_trains_like_one_process_stops_resumes_and_fails_cl
     assert crash["rank"] == 1
     assert "rank 1 exited with code 1" in errors[6] and "injected fault: rank 1 fails at step 3" in errors[6]
     assert not _gone(crash["pids"]), "a process of the crashed launch was left behind"
+
+    kill = _printed(nb, 9, "KILL")
+    print("killed rank 1:", kill, errors[8][-600:])
+    assert kill["rank"] == 1 and "rank 1 was killed by signal 9 (SIGKILL)" in errors[8]
+    assert kill["seconds"] < 30  # torchrun stopped rank 0 and the cell returned
+    assert not _gone(kill["pids"]), "a process of the launch whose rank 1 was killed was left behind"
     print("no orphans: finished", two["pids"], "stopped", stop["pids"], "resumed", resume["pids"],
-          "crashed", crash["pids"])
+          "crashed", crash["pids"], "killed", kill["pids"])
 
 
-def test_shutting_down_the_kernel_ends_the_launched_workers(tmp_path):
-    nb, client, _, seconds = _kernel_run(tmp_path, [SETUP, LONG])
+@pytest.mark.parametrize("end", ["shutdown", "SIGKILL"])
+def test_a_kernel_that_shuts_down_or_dies_ends_the_launched_workers(tmp_path, end):
+    nb, client, _, seconds = _kernel_run(tmp_path, [SETUP, LONG], kill_kernel=end == "SIGKILL")
     pids = _printed(nb, 1, "LONG")["pids"]
     t0 = time.monotonic()
     assert len(pids) >= 3  # torchrun and its 2 workers
     alive = _gone(pids, within=20)
-    print(f"kernel shutdown: pids {pids} gone {time.monotonic() - t0:.1f} s after it returned; cells {seconds}")
+    assert not psutil.pid_exists(_printed(nb, 1, "LONG")["kernel"]) or end == "shutdown"
+    print(f"kernel {end}: pids {pids} gone {time.monotonic() - t0:.1f} s after it returned; cells {seconds}")
     assert not alive, f"left running after the kernel shut down: {alive}"
     steps = [json.loads(l)["step"] for l in next(tmp_path.glob("long/launches/*/events/rank0.jsonl")).read_text()
              .splitlines() if '"step_end"' in l]

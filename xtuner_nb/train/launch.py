@@ -295,7 +295,7 @@ class Launch:
         self._wait_gone(30.0)
         if self.returncode == 0:
             return self
-        error = describe_failure(self.launch_dir, self.returncode)
+        error = describe_failure(self.launch_dir, self.returncode, self.exp_dir)
         error.pids = sorted(self.pids)
         if self.state is not None and self.end_reason is None:  # the dashboard says how it ended
             self.end_reason = "error"

@@ -26,8 +26,9 @@ class LaunchError(RuntimeError):
 _ROOT = re.compile(r"Root Cause.*?rank\s*:\s*(\d+)\s*\(local_rank:\s*(\d+)\).*?exitcode\s*:\s*(-?\d+)", re.S)
 
 
-def describe_failure(launch_dir: Path, returncode: int | None) -> LaunchError:
-    """The error to raise in the kernel for a run whose torchrun exited with `returncode`."""
+def describe_failure(launch_dir: Path, returncode: int | None, exp_dir: Path | None = None) -> LaunchError:
+    """The error to raise in the kernel for a run whose torchrun exited with `returncode` (`exp_dir`: the run's,
+    once known: its logs/rank<r>.log are named)."""
     log = launch_dir / "torchrun.log"
     text = log.read_text(errors="replace") if log.exists() else ""
     found = _ROOT.search(text)
@@ -43,8 +44,9 @@ def describe_failure(launch_dir: Path, returncode: int | None) -> LaunchError:
     else:
         tail = _stderr_tail(launch_dir, local_rank)
         detail = f"\nits last output:\n{tail}" if tail else ""
-    return LaunchError(f"rank {rank} {how}; torchrun stopped the other ranks.{detail}\n(logs: {launch_dir})",
-                       rank, returncode)
+    rank_log = f"; this rank's log: {Path(exp_dir) / 'logs' / f'rank{rank}.log'}" if exp_dir else ""
+    return LaunchError(f"rank {rank} {how}; torchrun stopped the other ranks.{detail}\n(torchrun's logs: "
+                       f"{launch_dir}{rank_log})", rank, returncode)
 
 
 def _rank_dir(launch_dir: Path, local_rank: int) -> Path | None:
