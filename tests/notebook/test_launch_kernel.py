@@ -33,7 +33,7 @@ sys.path.insert(0, {str(REPO)!r})
 from tests.train.helpers import small_config
 from xtuner_nb.model import make_tiny_checkpoint
 from xtuner_nb.train import Trainer
-from xtuner_nb.train.launch import Launch, launch
+from xtuner_nb.train.launcher import Launch, launch
 
 tiny = make_tiny_checkpoint(Path("tiny"), seed=0)
 def cfg(name, **over):

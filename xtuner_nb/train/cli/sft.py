@@ -197,7 +197,7 @@ def _fit(cfg: TrainerConfig) -> None:
 
     hooks = []
     if os.environ.get(LAUNCH_DIR_ENV):  # started by launch() in a notebook kernel
-        from ..launch import die_with_parent
+        from ..launcher import die_with_parent
         from ..launch_events import LaunchEventWriter
 
         die_with_parent()  # torchrun gone (the kernel died): this worker goes too

@@ -249,6 +249,8 @@ class Launch:
         exited = self.process.poll() is not None
         for event in self._tail.read():
             self._replay(event)
+        if self.control.should_stop and not exited:  # the dashboard's Stop button (or another hook) asked
+            self.request_stop(self.control.stop_reason or "Stop button")
         return exited
 
     def _note_pids(self) -> None:
@@ -287,8 +289,6 @@ class Launch:
             self.end_reason = event["reason"]
             self.control.stop_reason = event.get("stop_reason")
             call_every_hook(self.hooks, "on_fit_end", state, event["reason"], self.control)
-        if self.control.should_stop:  # the dashboard's Stop button asked
-            self.request_stop(self.control.stop_reason or "Stop button")
 
     def _finish(self) -> "Launch":
         self.returncode = self.process.returncode
