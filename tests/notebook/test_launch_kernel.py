@@ -30,6 +30,7 @@ SETUP = f"""\
 import json, os, shutil, signal, sys, threading, time
 from pathlib import Path
 sys.path.insert(0, {str(REPO)!r})
+from tests.train.eval_script import eval_fields
 from tests.train.helpers import small_config
 from xtuner_nb.model import make_tiny_checkpoint
 from xtuner_nb.train import Trainer
@@ -57,9 +58,10 @@ print("ONE", json.dumps(losses(one.rows)))
 one.close()
 """
 TWO = """\
-two = launch(cfg("two"), 2)
+two = launch(cfg("two", **eval_fields()), 2)  # evaluated at its last step, after the training
 print("TWO", json.dumps({"losses": losses(two.rows), "pids": sorted(two.pids), "reason": two.end_reason,
-                         "ranks": two.rows[-1]["ranks/tokens_per_s"]}))
+                         "ranks": two.history["ranks/tokens_per_s"].iloc[-1],
+                         "eval_loss": two.history["eval/loss"].iloc[-1]}))
 """
 STOP = """\
 interrupt_after("stopped", 2)
@@ -83,10 +85,12 @@ alone.close()
 AFTER = """\
 back = two.load_trainer(show_dashboard=False)
 hf = back.export_hf()
+evaluated = back.evaluate()
 from xtuner_nb.notebook import chat
 answer = chat(two.exp_dir / "hf-latest", prompt="Hi", max_new_tokens=4)
 print("AFTER", json.dumps({"step": back.cur_step, "history": len(two.history), "hf": str(hf),
-                           "plot": type(two.plot()).__name__, "answer": str(answer)[:40]}))
+                           "plot": type(two.plot()).__name__, "answer": str(answer)[:40],
+                           "eval_loss": evaluated["eval/loss"]}))
 back.close()
 """
 CRASH = f"""\
@@ -179,6 +183,7 @@ def test_launch_from_a_kernel_trains_like_one_process_stops_resumes_and_fails_cl
     for step in one:  # the same global batch: the same losses (as tests/train/test_subprocess.py allows)
         assert two_losses[step] == pytest.approx(one[step], abs=1e-4), step
     assert len(two["ranks"]) == 2 and all(r is not None for r in two["ranks"])
+    assert two["eval_loss"] > 0  # the workers' evaluation reached the kernel (on_eval_end, replayed)
     assert not _gone(two["pids"]), "processes of the finished launch left behind"
     # the dashboard drew the launched run in its cell: frames, and every rank's figures on the progress line
     outputs = nb.cells[2].outputs
@@ -206,6 +211,8 @@ def test_launch_from_a_kernel_trains_like_one_process_stops_resumes_and_fails_cl
     after = _printed(nb, 5, "AFTER")
     assert after["step"] == 6 and after["history"] == 6 and after["plot"] == "Figure"
     assert Path(after["hf"], "config.json").exists()
+    # evaluate() in the kernel, on the model loaded from the 2-rank checkpoint: the eval loss the ranks measured
+    assert after["eval_loss"] == pytest.approx(two["eval_loss"], abs=1e-4)
 
     crash = _printed(nb, 7, "CRASH")
     assert crash["rank"] == 1
