@@ -11,7 +11,8 @@ from tests.train.helpers import small_config
 
 def test_a_config_holding_code_is_refused_naming_the_field(tiny_ckpt, tmp_path):
     from xtuner_nb.train import HooksConfig
-    from xtuner_nb.train.launcher import Launch, config_yaml
+    from xtuner_nb.train.launch_config import config_yaml
+    from xtuner_nb.train.launcher import Launch
 
     def after_step(**info):
         pass
@@ -28,7 +29,7 @@ def test_a_config_holding_code_is_refused_naming_the_field(tiny_ckpt, tmp_path):
 def test_the_yaml_reads_back_as_the_same_config_with_the_same_explicit_fields(tiny_ckpt, tmp_path):
     from xtuner_nb.config import FSDPConfig
     from xtuner_nb.train import TrainerConfig
-    from xtuner_nb.train.launcher import config_yaml
+    from xtuner_nb.train.launch_config import config_yaml
 
     cfg = small_config(tiny_ckpt, tmp_path, fsdp_cfg=FSDPConfig(recompute_ratio=0.0))
     back = TrainerConfig.from_yaml(config_yaml(cfg))
