@@ -3,7 +3,8 @@
 One kernel runs, cell by cell: a 1-process run and a 2-rank launch of the same global batch (the losses must agree);
 a launch stopped by the kernel's interrupt (SIGINT to the kernel, as ■ sends) after step 2, which must end with one
 checkpoint and resume exactly, in 2 processes and in 1; the run loaded back in the kernel; a launch whose rank 1
-raises, whose error must name rank 1 with its traceback. A second kernel starts a long launch and is shut down: its
+raises, whose error must name rank 1 with its traceback, and one whose rank 1 is killed; a launch under
+`await alaunch(...)` stopped by ■ too. A second kernel starts a long launch and is shut down: its
 processes must go with it. After every case, each pid the run had is checked to be gone.
 """
 
@@ -125,6 +126,13 @@ KILL_PIDS = """\
 print("KILL", json.dumps({"pids": sys.last_value.pids, "rank": sys.last_value.rank,
                           "seconds": ended_at - killed_at[0]}))
 """
+ASTOP = """\
+from xtuner_nb.train import alaunch
+interrupt_after("astop", 2)  # under `await alaunch(...)`, where ■ would otherwise cancel the cell's task
+astop = await alaunch(cfg("astop"), 2)
+print("ASTOP", json.dumps({"reason": astop.end_reason, "step": astop.state.step, "pids": sorted(astop.pids),
+                           "ckpts": sorted(p.name for p in astop.exp_dir.glob("checkpoints/ckpt-step-*"))}))
+"""
 LONG = """\
 long = Launch(cfg("long", total_step=500), 2)
 while len(long.rows) < 2:
@@ -171,7 +179,7 @@ def _kernel_run(tmp_path, cells: list[str], expect_error: set[int] = frozenset()
 
 
 def test_launch_from_a_kernel_trains_like_one_process_stops_resumes_and_fails_cleanly(tmp_path):
-    cells = [SETUP, ONE, TWO, STOP, RESUME, AFTER, CRASH, CRASH_PIDS, KILL, KILL_PIDS]
+    cells = [SETUP, ONE, TWO, STOP, RESUME, AFTER, CRASH, CRASH_PIDS, KILL, KILL_PIDS, ASTOP]
     nb, client, errors, seconds = _kernel_run(tmp_path, cells, expect_error={6, 8})
     print("cell seconds", seconds)
 
@@ -224,6 +232,10 @@ def test_launch_from_a_kernel_trains_like_one_process_stops_resumes_and_fails_cl
     assert kill["rank"] == 1 and "rank 1 was killed by signal 9 (SIGKILL)" in errors[8]
     assert kill["seconds"] < 30  # torchrun stopped rank 0 and the cell returned
     assert not _gone(kill["pids"]), "a process of the launch whose rank 1 was killed was left behind"
+    astop = _printed(nb, 10, "ASTOP")
+    print("stopped under alaunch:", astop)
+    assert astop["reason"] == "stopped" and 2 <= astop["step"] < 6 and astop["ckpts"] == [f"ckpt-step-{astop['step']}"]
+    assert not _gone(astop["pids"])
     print("no orphans: finished", two["pids"], "stopped", stop["pids"], "resumed", resume["pids"],
           "crashed", crash["pids"], "killed", kill["pids"])
 

@@ -25,6 +25,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -166,28 +167,45 @@ class Launch:
                 self._on_interrupt()
 
     async def wait_async(self) -> "Launch":
-        """`wait()` that lets the event loop run between polls (the Stop button's clicks arrive)."""
+        """`wait()` that lets the event loop run between polls (the Stop button's clicks arrive). The kernel's ■
+        would cancel the cell's task: while this waits, SIGINT is trapped instead, to the same effect as in
+        `wait()`."""
         self.running_async = True
+        restore = self._trap_sigint()
         try:
-            while True:
-                try:
-                    while not self.poll():
-                        await asyncio.sleep(POLL_S)
-                    break
-                except KeyboardInterrupt:
-                    self._on_interrupt()
-                except asyncio.CancelledError:
-                    self.kill()
-                    raise
+            while not self.poll():
+                await asyncio.sleep(POLL_S)
+        except asyncio.CancelledError:
+            self.kill()
+            raise
         finally:
+            restore()
             self.running_async = False
         return self._finish()
+
+    def _trap_sigint(self):
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+        previous = signal.getsignal(signal.SIGINT)
+
+        def on_sigint(signum, frame):
+            self._interrupts += 1
+            if self._interrupts == 1:
+                self._graceful_stop()
+            else:  # no exception from a signal handler inside the event loop: kill, and _finish raises
+                self.process.kill()
+
+        signal.signal(signal.SIGINT, on_sigint)
+        return lambda: signal.signal(signal.SIGINT, previous)
 
     def _on_interrupt(self) -> None:
         self._interrupts += 1
         if self._interrupts > 1:
             self.kill()
             raise KeyboardInterrupt
+        self._graceful_stop()
+
+    def _graceful_stop(self) -> None:
         print(f"Interrupt received: every rank finishes its step, then they save a checkpoint "
               f"(interrupt again to kill them without saving). Logs: {self.launch_dir}", file=sys.stderr)
         self.request_stop("kernel interrupt")
@@ -243,6 +261,9 @@ class Launch:
     def _finish(self) -> "Launch":
         self.returncode = self.process.returncode
         self._wait_gone(30.0)
+        if self._interrupts > 1:
+            raise KeyboardInterrupt(f"the launched run was killed (interrupted twice): no checkpoint of its last "
+                                    f"steps; logs: {self.launch_dir}")
         if self.returncode == 0:
             return self
         error = describe_failure(self.launch_dir, self.returncode, self.exp_dir)
