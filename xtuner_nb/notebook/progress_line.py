@@ -61,6 +61,7 @@ def progress_html(state: TrainState, data: CurveData, elapsed: float, eta: float
     if last_save is not None:
         s_step, kind, path = last_save
         parts.append(f"saved {kind} @ step {s_step}: <code>{html.escape(path)}</code>")
+    ranks = _ranks_html(row)
     head = ""
     if end is not None:
         reason, why = end
@@ -69,4 +70,16 @@ def progress_html(state: TrainState, data: CurveData, elapsed: float, eta: float
            if total else "")
     evals = f"<div style='margin-top:4px'>{eval_html}</div>" if eval_html else ""
     return (f"<div style='font-family:monospace;font-size:0.9em;line-height:1.5'>{bar}{head}"
-            + " · ".join(parts) + f"</div>{evals}")
+            + " · ".join(parts) + f"</div>{ranks}{evals}")
+
+
+def _ranks_html(row: dict[str, Any]) -> str:
+    """A run launched on several processes (`launch()`): each rank's tokens/s and peak memory, on a line."""
+    speeds, memory = row.get("ranks/tokens_per_s"), row.get("ranks/memory_GB")
+    if not isinstance(speeds, list) or len(speeds) < 2:
+        return ""
+    memory = memory if isinstance(memory, list) else [None] * len(speeds)
+    cells = [f"rank {r}: {_fmt(s, ',.0f') or '–'} tok/s, {_fmt(m, '.2f') or '–'} GB"
+             for r, (s, m) in enumerate(zip(speeds, memory))]
+    return ("<div class='xtuner-ranks' style='font-family:monospace;font-size:0.85em;color:#444'>"
+            + " · ".join(cells) + "</div>")

@@ -8,10 +8,11 @@ from importlib import import_module
 from .hooks.events import Control, Hook, TrainState
 
 __all__ = ["Trainer", "TrainerConfig", "LoadCheckpointConfig", "ResumeConfig", "HooksConfig", "UTF8ByteTokenizer",
-           "Hook", "Control", "TrainState"]
+           "Hook", "Control", "TrainState", "launch", "alaunch", "Launch", "LaunchError"]
 
 _LAZY = {"Trainer": ".trainer", "TrainerConfig": ".config", "LoadCheckpointConfig": ".config",
-         "ResumeConfig": ".config", "HooksConfig": ".config", "UTF8ByteTokenizer": ".toy_tokenizer"}
+         "ResumeConfig": ".config", "HooksConfig": ".config", "UTF8ByteTokenizer": ".toy_tokenizer",
+         "launch": ".launcher", "alaunch": ".launcher", "Launch": ".launcher", "LaunchError": ".launch_failure"}
 
 
 def __getattr__(name: str):

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from ..config import TrainerConfig
+from ..launch_events import LAUNCH_DIR_ENV
 
 DEFAULTS = dict(chat_template=None, tokenize_fn="openai", max_length=4096, lr=6e-5, optim="AdamW",
                 lr_min=1e-6, scheduler_type="cosine", warmup_ratio=0.03, work_dir="work_dir", seed=42)
@@ -32,7 +33,8 @@ def add_sft_arguments(s: argparse.ArgumentParser) -> None:
     from ...datasets import DataloaderConfig
     from ...loss import CELossConfig
 
-    s.add_argument("--config", type=Path, help="a .py file defining `trainer = TrainerConfig(...)` (no other flags)")
+    s.add_argument("--config", type=Path, help="a .py file defining `trainer = TrainerConfig(...)`, or a TrainerConfig "
+                                                "saved as .yaml/.json (no other flags)")
     s.add_argument("--load-from", type=Path, help="HF model folder (config.json + *.safetensors) or hub id org/name; "
                                                    "Qwen3, Qwen2/Qwen2.5 or Llama")
     s.add_argument("--model-cfg", help="a preset name (qwen3-8B, qwen3-tiny, ...) or a .py file defining `model`; "
@@ -98,6 +100,8 @@ def config_from_args(args: argparse.Namespace) -> TrainerConfig:
     if args.config is not None:
         if given:
             raise ValueError(f"--config cannot be mixed with other arguments (got {sorted(given)})")
+        if args.config.suffix in (".yaml", ".yml", ".json"):  # data, as launch() writes it
+            return TrainerConfig.from_yaml(args.config)
         scope = runpy.run_path(str(args.config))
         if not isinstance(scope.get("trainer"), TrainerConfig):
             raise ValueError(f"{args.config}: must define `trainer = TrainerConfig(...)`")
@@ -179,11 +183,28 @@ def run_sft(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"xtuner-nb: error: {exc}", file=sys.stderr)
         return 2
+    from torch.distributed.elastic.multiprocessing.errors import record
+
+    record(_fit)(cfg)  # under torchrun, a failure's traceback goes to the rank's error file (launch() shows it)
+    return 0
+
+
+def _fit(cfg: TrainerConfig) -> None:
+    import os
+
     from ..distributed import teardown_distributed
     from ..trainer import Trainer
 
-    try:
-        Trainer.from_config(cfg).fit()
-    finally:
-        teardown_distributed()
-    return 0
+    hooks = []
+    if os.environ.get(LAUNCH_DIR_ENV):  # started by launch() in a notebook kernel
+        from ..launcher import die_with_parent
+        from ..launch_events import LaunchEventWriter
+
+        die_with_parent()  # torchrun gone (the kernel died): this worker goes too
+        if os.getppid() == 1:  # it was gone before the line above
+            raise SystemExit("the launcher of this worker exited before it started")
+        hooks.append(LaunchEventWriter(Path(os.environ[LAUNCH_DIR_ENV]), int(os.environ.get("RANK", 0))))
+    Trainer.from_config(cfg, hooks=hooks).fit()
+    # after a good run only: a rank that failed must not wait in a barrier for ranks still inside a step's
+    # collectives (they would all hang); it exits, and torchrun stops the others
+    teardown_distributed()
