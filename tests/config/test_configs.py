@@ -52,6 +52,17 @@ def test_round_trip_dict_json_yaml(cfg):
         assert type(back) is Qwen3Dense8BConfig and back == cfg
 
 
+def test_a_saved_config_does_not_switch_on_torch_compile(tmp_path):
+    # torch_compile acts only when set explicitly (parallel.py); a saved config read back by a torchrun script
+    # (docs: config.save + from_yaml) had every field set, and a 2-rank run spent 91 s compiling its first step
+    for fsdp, compiled in ((FSDPConfig(), False), (FSDPConfig(recompute_ratio=0.5), False),
+                           (FSDPConfig(torch_compile=True), True), (FSDPConfig(torch_compile=False), False)):
+        for back in (FSDPConfig.from_yaml(fsdp.save(tmp_path / "f.yaml")), FSDPConfig.from_json(fsdp.to_json())):
+            assert ("torch_compile" in back.model_fields_set) is ("torch_compile" in fsdp.model_fields_set)
+            assert (back.torch_compile and "torch_compile" in back.model_fields_set) is compiled
+            assert back.recompute_ratio == fsdp.recompute_ratio
+
+
 def test_code_preview_shows_only_changes():
     assert Qwen3Dense8BConfig(num_hidden_layers=16).to_python() == "Qwen3Dense8BConfig(num_hidden_layers=16)"
     assert AdamWConfig(lr=6e-5).to_python() == "AdamWConfig(lr=6e-05)"

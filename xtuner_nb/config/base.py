@@ -18,6 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 TYPE_KEY = "__type__"  # records the class so that a preset or subclass comes back as itself
 REFUSED_KEY = "xtuner_refused"  # json_schema_extra key of a field that only takes XTuner's default here
 COMPAT_KEY = "xtuner_compat"  # json_schema_extra key of every field kept only so that XTuner's configs load
+# json_schema_extra key of a field that acts only when set explicitly (FSDPConfig.torch_compile): to_dict leaves it
+# out while it is unset, so a saved config (YAML for torchrun, launch()) does not switch it on when read back
+ONLY_WHEN_SET_KEY = "only_when_set"
 
 
 def compat_field(default: Any, why: str, **kw: Any) -> Any:
@@ -64,9 +67,13 @@ class XConfig(BaseModel):
 
     # ---- serialisation ---------------------------------------------------------------------------------------
     def to_dict(self, with_type: bool = True) -> dict[str, Any]:
-        """Plain JSON-safe dict of every field; nested configs carry their class under `__type__`."""
+        """Plain JSON-safe dict of every field (but an unset `ONLY_WHEN_SET_KEY` one); nested configs carry their class
+        under `__type__`."""
         out: dict[str, Any] = {TYPE_KEY: _qualname(type(self))} if with_type else {}
-        for name in type(self).model_fields:
+        for name, info in type(self).model_fields.items():
+            extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+            if extra.get(ONLY_WHEN_SET_KEY) and name not in self.model_fields_set:
+                continue
             out[name] = _dump(getattr(self, name), with_type)
         return out
 

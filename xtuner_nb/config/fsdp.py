@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_serializer, field_validator
 
-from .base import XConfig, compat_field, refused_unless_default
+from .base import ONLY_WHEN_SET_KEY, XConfig, compat_field, refused_unless_default
 
 DType = Literal["bfloat16", "float16", "float32"]
 
@@ -32,7 +32,8 @@ class FSDPConfig(XConfig):
     fp32_lm_head: bool = Field(False, description="Keep the lm_head matmul in fp32.")
     torch_compile: bool = Field(True, description="torch.compile each decoder layer when set explicitly (True); left "
                                                   "at XTuner's default it is not applied, and the log says so (compile "
-                                                  "time dominates short notebook runs).")
+                                                  "time dominates short notebook runs).",
+                                  json_schema_extra={ONLY_WHEN_SET_KEY: True})
     hsdp_sharding_size: int | None = Field(
         None, ge=1, description="HSDP (hybrid sharding): shard over groups of this many ranks (usually the GPUs of "
                                 "one node) and replicate across the groups; world size must be a multiple. "

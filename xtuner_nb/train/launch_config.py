@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import yaml
-
 from .config import TrainerConfig
 
 
@@ -19,31 +17,15 @@ def config_yaml(config: TrainerConfig) -> str:
                              "processes (the config goes to them as YAML data); give plain values, or train in "
                              "this kernel with trainer.fit()")
     try:
-        sent = _as_set(config)
-        text = yaml.safe_dump(sent, sort_keys=False, allow_unicode=True)
-        back = TrainerConfig.from_dict(yaml.safe_load(text))
+        text = config.to_yaml()  # an unset field that acts only when set (torch_compile) stays out: base.to_dict
+        back = TrainerConfig.from_yaml(text)
     except Exception as exc:
         raise ValueError(f"launch(): the config cannot be written as YAML and read back: {exc}") from exc
     full, full_back = config.to_dict(), back.to_dict()
-    changed = [k for k in full if full_back.get(k) != full[k]] or [k for k in sent if _as_set(back).get(k) != sent[k]]
+    changed = [k for k in full if full_back.get(k) != full[k]]
     if changed:
         raise ValueError(f"launch(): the config fields {changed} do not read back from YAML as they were")
     return text
-
-
-def _as_set(value: Any) -> Any:
-    """A config as data, holding only the fields that were set (some fields act only when set explicitly, as
-    `FSDPConfig.torch_compile`: a dump of every field would turn them on in the workers)."""
-    from ..config.base import TYPE_KEY, XConfig, _dump, _qualname
-
-    if isinstance(value, XConfig):
-        names = [n for n in type(value).model_fields if n in value.model_fields_set]
-        return {TYPE_KEY: _qualname(type(value)), **{n: _as_set(getattr(value, n)) for n in names}}
-    if isinstance(value, dict):
-        return {str(k): _as_set(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_as_set(v) for v in value]
-    return _dump(value, True)
 
 
 def _code_in(value: Any, where: str) -> str | None:
