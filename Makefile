@@ -46,8 +46,11 @@ dist: $(STAMP)
 clean:
 	rm -rf build dist docs/_build work_dir
 
-# The version matrix: fresh venvs for the floor set and the newest set (tools/test_versions.py), one table.
-# Not part of `make test`: each venv takes minutes. VERSIONS_ARGS='--sets colab-like' adds Python 3.12 + torch 2.9.1
-# (a multi-GB CUDA build from PyPI).
+# The version matrix (tools/test_versions.py): one fresh venv per column, one table. Columns: floor (Python 3.11,
+# pyproject's floors), colab-like (Python 3.12 + torch 2.9.1), newest (Python 3.11) and newest-py3.13: the newest
+# release of everything. Not part of `make test`: each column takes ~15-25 min on 2 cores, and all but the floor
+# download a multi-GB CUDA torch from PyPI (~4 GB of disk per venv, under build/test-versions/).
+# One column: make test-versions VERSIONS_ARGS='--sets newest-py3.13'; columns run as separate processes still
+# print one table (--table-only prints it again).
 test-versions:
 	python3 tools/test_versions.py $(VERSIONS_ARGS)

@@ -1,16 +1,21 @@
-"""The version matrix (`make test-versions`): fresh venvs for a floor set and a newest set, the checks a notebook
-user meets, one table.
+"""The version matrix (`make test-versions`): fresh venvs for the floor set and the newest sets, the checks a
+notebook user meets, one table.
 
-Each set is a Python and the pins of the libraries whose ranges pyproject.toml declares; pip resolves the rest.
-Each venv gets this checkout (`pip install -e . --no-deps`, for its entry points) and runs: `xtuner-nb env`, the
-quickstart under nbmake, and focused tests (resume, forms, FSDP2 with 2 CPU ranks, HF export, chat, evaluation).
-The ranges that passed go into xtuner_nb/versions.py (TESTED) by hand, and pyproject's floors with them.
+Each set is a Python and the pins of the libraries whose ranges pyproject.toml declares; pip resolves the rest
+(pyproject's other dependencies and the `kernel` extra, read from pyproject.toml). Each venv gets this checkout
+(`pip install -e . --no-deps`, for its entry points) and runs: `xtuner-nb env`, the quickstart under nbmake, and
+focused tests (resume, forms, FSDP2 with 2 CPU ranks, HF export, chat, evaluation). The ranges that passed go into
+xtuner_nb/versions.py (TESTED) by hand, and pyproject's floors with them.
 
-    python tools/test_versions.py                      # floor and newest (Python 3.11, torch 2.13.0 CPU)
-    python tools/test_versions.py --sets colab-like    # Python 3.12 + torch 2.9.1: a multi-GB CUDA build from PyPI
-    python tools/test_versions.py --python 3.12        # every chosen set on another Python
+    python tools/test_versions.py                           # all four columns, one after the other (~1.5 h here)
+    python tools/test_versions.py --sets newest-py3.13      # one column; the table shows every column saved so far
+    python tools/test_versions.py --python 3.12 --sets newest   # a set on another Python
+    python tools/test_versions.py --table-only              # print the table of the saved columns
 
-Not part of `make test`: venvs take minutes each, torch builds other than the CPU wheel are gigabytes.
+Sets run as separate processes (e.g. two at once) still give one table: each column is saved in --workdir.
+pip's constraint file is ignored here (PIP_CONSTRAINT=/dev/null): a set takes its own pins, the newest sets the
+newest releases. Not part of `make test`: venvs take minutes each, and torch builds other than the CPU wheel are
+multi-GB CUDA builds from PyPI (about 4 GB per venv with their nvidia-* wheels).
 """
 
 from __future__ import annotations
@@ -19,25 +24,40 @@ import argparse
 import glob
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-# What every set installs besides its pins: the kernel extra's libraries, a notebook kernel, the test runner.
-COMMON = ["pydantic", "pyyaml", "pandas", "tqdm", "ipywidgets", "matplotlib", "ipykernel"]
+# The libraries whose floors the sets pin; the rest of pyproject's dependencies and the kernel extra (what the
+# tutorials import) take what pip resolves, plus a notebook kernel.
+PINNED = {"torch", "transformers", "tokenizers", "safetensors", "peft", "nbmake", "pytest"}
+
+
+def common_requirements() -> list[str]:
+    """pyproject's dependencies and `kernel` extra minus the pinned names, and ipykernel."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    reqs = project["dependencies"] + project["optional-dependencies"]["kernel"]
+    name = lambda r: re.match(r"[A-Za-z0-9_.-]+", r).group(0).lower()
+    return [r for r in reqs if name(r) not in PINNED] + ["ipykernel"]
+
+
 # name -> (python, pins). An unpinned name takes the newest release that resolves.
+NEWEST = ["torch", "transformers", "tokenizers", "safetensors", "peft", "nbmake", "pytest"]
 SETS: dict[str, tuple[str, list[str]]] = {
-    # pyproject's floors (nbmake 1.5.0 does not load under pytest 9, which pip pairs with it: 1.5.1 does)
+    # pyproject's floors (nbmake 1.5.0 does not load under pytest 9, which pip pairs with it: 1.5.1 does); torch's
+    # floor is the colab-like column's
     "floor": ("3.11", ["torch==2.13.0", "transformers==4.57.6", "tokenizers==0.22.0", "safetensors==0.4.3",
                        "peft==0.13.0", "nbmake==1.5.1", "pytest==8.0.2"]),
-    # the newest of everything; torch: the newest CPU build this machine has (override with --torch)
-    "newest": ("3.11", ["torch==2.13.0", "transformers", "tokenizers", "safetensors", "peft", "nbmake", "pytest"]),
     # a hosted kernel today (Colab: Python 3.12, torch around 2.9-2.10) with the newest libraries
-    "colab-like": ("3.12", ["torch==2.9.1", "transformers", "tokenizers", "safetensors", "peft", "nbmake",
-                            "pytest"]),
+    "colab-like": ("3.12", ["torch==2.9.1", *NEWEST[1:]]),
+    # the newest release of everything, on the oldest and the newest Python that requires-python declares
+    "newest": ("3.11", NEWEST),
+    "newest-py3.13": ("3.13", NEWEST),
 }
 CHECKS: dict[str, list[str]] = {
     "quickstart": ["notebooks/en/01_quickstart.ipynb"],
@@ -54,11 +74,13 @@ SHOWN = ["python", "torch", "transformers", "tokenizers", "safetensors", "peft",
 
 
 def find_python(version: str) -> str:
-    found = shutil.which(f"python{version}") or next(
-        iter(sorted(glob.glob(os.path.expanduser(f"~/.pyenv/versions/{version}.*/bin/python{version}")))), None)
-    if not found:
-        sys.exit(f"no python{version} on PATH or under ~/.pyenv/versions")
-    return found
+    """A python{version} that runs: on PATH (a pyenv shim of an inactive version does not), else under pyenv."""
+    candidates = [shutil.which(f"python{version}"),
+                  *sorted(glob.glob(os.path.expanduser(f"~/.pyenv/versions/{version}.*/bin/python{version}")))]
+    for found in filter(None, candidates):
+        if subprocess.run([found, "--version"], capture_output=True).returncode == 0:
+            return found
+    sys.exit(f"no python{version} on PATH or under ~/.pyenv/versions")
 
 
 def run(cmd: list[str], log: Path, timeout: int, env: dict | None = None) -> tuple[bool, float]:
@@ -80,11 +102,12 @@ def build(name: str, python: str, pins: list[str], workdir: Path, log: Path) -> 
     venv = workdir / name
     py = venv / "bin" / "python"
     steps = [] if py.exists() else [[find_python(python), "-m", "venv", str(venv)]]
-    steps += [[str(py), "-m", "pip", "install", "-q", *pins, *COMMON],
+    steps += [[str(py), "-m", "pip", "install", "-q", *pins, *common_requirements()],
               [str(py), "-m", "pip", "install", "-q", "--no-deps", "-e", "."],
               [str(py), "-m", "ipykernel", "install", "--sys-prefix", "--name", "python3"]]
+    env = {**os.environ, "PIP_CONSTRAINT": os.devnull}  # a machine's cap on torch is not this matrix's
     for cmd in steps:
-        if not run(cmd, log, timeout=3600)[0]:
+        if not run(cmd, log, timeout=3600, env=env)[0]:
             return None
     return py
 
@@ -98,7 +121,7 @@ def versions(py: Path) -> dict[str, str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sets", default="floor,newest", help=f"comma-separated, of {', '.join(SETS)}")
+    parser.add_argument("--sets", default=",".join(SETS), help=f"comma-separated, of {', '.join(SETS)}")
     parser.add_argument("--python", help="run every chosen set on this Python (e.g. 3.12)")
     parser.add_argument("--torch", help="pin for torch in every chosen set (e.g. torch==2.10.0)")
     parser.add_argument("--checks", default=",".join(CHECKS), help="comma-separated, of " + ", ".join(CHECKS))
