@@ -110,9 +110,12 @@ def test_checkpoint_metadata_reads_across_pythons_and_torch_versions(tmp_path, m
     metadata = ckpt.SafeFileSystemReader(path / "weights").read_metadata()
     metadata.storage_meta.checkpoint_id = Path(path / "weights")  # DCP keeps the id it was given: a Path here
     written = pickle.dumps(metadata, protocol=2)  # protocol 2 names each global as text: "c<module>\n<name>\n"
-    assert written.count(b"cpathlib\nPosixPath\n") == 1
-    (path / "weights/.metadata").write_bytes(written.replace(b"cpathlib\nPosixPath\n",
-                                                             b"cpathlib._local\nPosixPath\n"))
+    native = f"c{type(path).__module__}\n{type(path).__name__}\n".encode()  # this Python's spelling
+    assert written.count(native) == 1
     monkeypatch.delattr(FileSystemReader, "_get_metadata_path", raising=False)
-    assert ckpt.load_checkpoint(path, **parts)["loader_state"] == {"step": 1}
-    assert ckpt.SafeFileSystemReader(path / "weights").read_metadata().storage_meta.checkpoint_id == path / "weights"
+    for module in ("pathlib", "pathlib._local"):  # written by Python <= 3.12, by 3.13: each reads on this Python
+        spelled = f"c{module}\n{type(path).__name__}\n".encode()
+        (path / "weights/.metadata").write_bytes(written.replace(native, spelled))
+        assert ckpt.load_checkpoint(path, **parts)["loader_state"] == {"step": 1}, module
+        checkpoint_id = ckpt.SafeFileSystemReader(path / "weights").read_metadata().storage_meta.checkpoint_id
+        assert checkpoint_id == path / "weights", module
