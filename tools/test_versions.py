@@ -158,9 +158,11 @@ def main() -> None:
                 save(args.workdir, col)  # after each check: a run stopped early still has its column
         save(args.workdir, col)
         columns[label] = col
-    # every column this workdir holds, so sets run as separate processes still give one table
+    # every column this workdir holds, so sets run as separate processes still give one table: SETS' order first
+    order = list(SETS)
     every = {json.loads(f.read_text()).get("label", f.stem): json.loads(f.read_text())
-             for f in sorted(args.workdir.glob("*.json"), key=lambda f: (f.stat().st_mtime))}
+             for f in sorted(args.workdir.glob("*.json"),
+                             key=lambda f: (order.index(f.stem) if f.stem in order else len(order), f.stat().st_mtime))}
     print(table(every, SHOWN + ["install", "xtuner-nb env"] + list(CHECKS)))
     sys.exit(0 if all(not v.startswith(("FAIL", "fail")) for col in columns.values() for v in col.values()) else 1)
 
