@@ -48,8 +48,9 @@ clean:
 
 # The version matrix (tools/test_versions.py): one fresh venv per column, one table. Columns: floor (Python 3.11,
 # pyproject's floors), colab-like (Python 3.12 + torch 2.9.1), newest (Python 3.11) and newest-py3.13: the newest
-# release of everything. Not part of `make test`: each column takes ~15-25 min on 2 cores, and all but the floor
-# download a multi-GB CUDA torch from PyPI (~4 GB of disk per venv, under build/test-versions/).
+# release of everything. Not part of `make test`: each column takes 10-16 min on 2 cores the first time, ~5 min
+# again in the venv it keeps (build/test-versions/); all but the floor download a multi-GB CUDA torch from PyPI
+# (~4 GB of disk per venv).
 # One column: make test-versions VERSIONS_ARGS='--sets newest-py3.13'; columns run as separate processes still
 # print one table (--table-only prints it again).
 test-versions:

@@ -11,8 +11,8 @@ import re
 
 # name -> (oldest tested, newest tested); "python" is the interpreter, the rest are distributions
 TESTED: dict[str, tuple[str, str]] = {
-    "python": ("3.11", "3.12"),
-    "torch": ("2.9", "2.13"),
+    "python": ("3.11", "3.13"),
+    "torch": ("2.9", "2.15"),
     "transformers": ("4.57", "5.25"),
     "tokenizers": ("0.22", "0.23"),
     "safetensors": ("0.4.3", "0.8"),

@@ -47,3 +47,12 @@ def test_the_matrix_runs_the_declared_floors_and_every_declared_python():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     nbmake = next(r for r in project["optional-dependencies"]["test"] if r.startswith("nbmake"))
     assert "nbmake==" + re.search(r">=([\d.]+)", nbmake).group(1) in matrix.SETS["floor"][1]
+
+
+def test_the_install_pages_state_the_tested_ranges():
+    """docs/{en,zh_cn}/install.md: a row per library, `| name | oldest – newest | `>=floor` |`, as versions.py."""
+    row = re.compile(r"^\| (\w+)[^|]*\| ([\d.]+) – ([\d.]+) \| `>=([\d.]+)` \|$", re.M)
+    for page in ("en", "zh_cn"):
+        text = (ROOT / "docs" / page / "install.md").read_text()
+        stated = {name.lower(): (low, high) for name, low, high, floor in row.findall(text) if floor == low}
+        assert {name: stated.get(name) for name in TESTED} == TESTED, page
