@@ -149,9 +149,11 @@ def main() -> None:
             env.pop("PYTHONPATH", None)
             ok, sec = run([str(py.parent / "xtuner-nb"), "env"], log, 600, env)
             col["xtuner-nb env"] = f"{'pass' if ok else 'FAIL'} {sec:.0f}s"
+            run_dir = args.workdir / f"{label.replace(' ', '_')}-run"  # this column's own files
             for check in checks:
                 cmd = [str(py), "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts=",
-                       "--nbmake", "--nbmake-timeout=900", *CHECKS[check]]
+                       f"--basetemp={run_dir / 'pytest-tmp'}", "--nbmake", "--nbmake-timeout=900",
+                       *(own_copy(item, run_dir) for item in CHECKS[check])]
                 ok, sec = run(cmd, log, 1800, env)
                 col[check] = f"{'pass' if ok else 'FAIL'} {sec:.0f}s"
                 print(f"[{label}] {check}: {col[check]}", flush=True)
@@ -165,6 +167,18 @@ def main() -> None:
                              key=lambda f: (order.index(f.stem) if f.stem in order else len(order), f.stat().st_mtime))}
     print(table(every, SHOWN + ["install", "xtuner-nb env"] + list(CHECKS)))
     sys.exit(0 if all(not v.startswith(("FAIL", "fail")) for col in columns.values() for v in col.values()) else 1)
+
+
+def own_copy(item: str, run_dir: Path) -> str:
+    """A notebook runs from a copy in this column's folder (with notebooks/conftest.py): the notebook writes its
+    work_dir beside itself, and two columns run at once must not share the tiny model it writes there (a tokenizer
+    saved by transformers 5 does not load in 4.57). Tests run in place: their files go to --basetemp."""
+    if not item.endswith(".ipynb"):
+        return item
+    for path in (item, "notebooks/conftest.py"):
+        (run_dir / path).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / path, run_dir / path)
+    return str(run_dir / item)
 
 
 def save(workdir: Path, col: dict[str, str]) -> None:
