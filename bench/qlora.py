@@ -113,7 +113,9 @@ def run_case(case: str, work: Path, steps: int, pack_len: int = 512) -> dict:
     timed = train.iloc[1:]  # the first step pays one-off costs
     tokens_per_s = float(timed["runtime_info/text_tokens"].sum() / timed["time/step_time"].sum())
     row = dict(case=case, device="cuda" if on_gpu else "cpu", estimate_gib=est.total / GiB, peak_rss_gib=peak / GiB,
-               ratio=est.total / peak,
+               ratio=est.total / peak, load=os.getloadavg()[0],
+               # the peak while training (logged after each step), before the final export (hf-N) adds its own
+               train_peak_gib=float(train["memory/max_memory_GB"].max()),
                parts_gib={k: round(v, 3) for k, v in est.gib().items()},
                losses=[round(float(x), 4) for x in train["loss/reduced_llm_loss"]],
                tokens_per_s=tokens_per_s, steps=trainer.cur_step, seconds=time.perf_counter() - t0,
@@ -135,6 +137,10 @@ def claims(rows: dict[str, dict]) -> list[str]:
         if not (lora and qlora):
             continue
         removed = lora["decoder_bytes_compute"] - qlora["decoder_bytes_nf4"]
+        trained = (lora["train_peak_gib"] - qlora["train_peak_gib"]) * GiB
+        lines.append(f"{prefix}: peak RSS while training (before the final export) LoRA {lora['train_peak_gib']:.2f} "
+                     f"GiB, QLoRA {qlora['train_peak_gib']:.2f} GiB: {trained / GiB:.2f} GiB lower ({trained / removed:.2f}"
+                     f" of the removed bytes)")
         saved = lora["peak_rss_gib"] * GiB - qlora["peak_rss_gib"] * GiB
         lines.append(f"{prefix}: peak RSS LoRA {lora['peak_rss_gib']:.2f} GiB, QLoRA {qlora['peak_rss_gib']:.2f} GiB: "
                      f"{saved / GiB:.2f} GiB lower (QLoRA/LoRA = {qlora['peak_rss_gib'] / lora['peak_rss_gib']:.2f}); "
@@ -192,7 +198,8 @@ def main() -> None:
         print(json.dumps(row) if args.json else
               f"{case:18s} estimate {row['estimate_gib']:5.2f} GiB  peak RSS {row['peak_rss_gib']:5.2f} GiB  ratio "
               f"{row['ratio']:.2f}  {row['tokens_per_s']:6.1f} tokens/s  {row['steps']} steps in "
-              f"{row['seconds']:.0f} s  (load {os.getloadavg()[0]:.1f}; parts {row['parts_gib']})", flush=True)
+              f"{row['seconds']:.0f} s  (train peak {row['train_peak_gib']:.2f} GiB; load at its end {row['load']:.1f}, "
+              f"now {os.getloadavg()[0]:.1f}; parts {row['parts_gib']})", flush=True)
     print("\n".join(claims(rows)))
 
 

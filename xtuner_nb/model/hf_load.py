@@ -96,6 +96,22 @@ def read_hf_tensors(path: str | Path, names: list[str]) -> dict[str, torch.Tenso
     return out
 
 
+def hf_tensor_shapes(path: str | Path, names: list[str]) -> dict[str, tuple[int, ...]]:
+    """The shapes of the checkpoint's tensors `names` (HF keys) in the HF folder `path`, read from the headers;
+    names the checkpoint does not hold are left out."""
+    from safetensors import safe_open
+
+    from .hub import resolve_pretrained
+
+    path = resolve_pretrained(path)
+    key_to_file = _checkpoint_index(path)
+    out: dict[str, tuple[int, ...]] = {}
+    for file in sorted({key_to_file[n] for n in names if n in key_to_file}):
+        with safe_open(str(path / file), framework="pt", device="cpu") as f:
+            out.update({n: tuple(f.get_slice(n).get_shape()) for n in names if key_to_file.get(n) == file})
+    return out
+
+
 def _retie(model: nn.Module) -> None:
     """Re-tie lm_head to the embedding when the config says so: `to_empty()` (after a meta build) unties them."""
     from transformers import PreTrainedModel

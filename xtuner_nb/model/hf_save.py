@@ -22,7 +22,8 @@ from torch import nn
 
 from .hf_load import INDEX_FILE, SINGLE_FILE, few, named_tensors, hf_name
 from .export_source import write_metadata
-from .lora import ADAPTER_DIR, base_checkpoint, merged_model_weights, merged_state_dict, save_adapter
+from .lazy_weights import LazyWeight, Weight, write_safetensors
+from .lora import ADAPTER_DIR, base_checkpoint, merged_model_weights, merged_weights, save_adapter
 
 if TYPE_CHECKING:
     from .base import TransformerConfig
@@ -83,14 +84,14 @@ def save_lora_hf(peft_model: nn.Module, state_dict: Mapping[str, torch.Tensor], 
     path = Path(path)
     # QLoRA: the frozen base comes from the checkpoint (its 16-bit weights, not their 4-bit copy); `state_dict` may
     # hold only the trainable parameters
-    merged = merged_state_dict(state_dict, cfg.scaling, source=base_checkpoint(peft_model),
-                               model_state=peft_model.state_dict())
+    merged = merged_weights(state_dict, cfg.scaling, source=base_checkpoint(peft_model),
+                            model_state=peft_model.state_dict())
     save_hf(merged, model_cfg, path, tokenizer=tokenizer, dtype=dtype, **export_source)
     save_adapter(peft_model, state_dict, path / ADAPTER_DIR)
     return path
 
 
-def _full_state_dict(obj: nn.Module | Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def _full_state_dict(obj: nn.Module | Mapping[str, Weight]) -> dict[str, Weight]:
     if isinstance(obj, nn.Module):
         raw = merged_model_weights(obj)  # HF names; active LoRA adapters merged
     else:
@@ -100,10 +101,13 @@ def _full_state_dict(obj: nn.Module | Mapping[str, torch.Tensor]) -> dict[str, t
             raise ValueError(f"save_hf: the state dict holds LoRA adapter weights ({lora[0]}, ...) that cannot be "
                              "merged without their peft config; pass the peft model itself, or merge first "
                              "(model.merge_and_unload())")
-    out: dict[str, torch.Tensor] = {}
+    out: dict[str, Weight] = {}
     for raw_name, t in raw.items():
         name = hf_name(raw_name)
         if name is None:
+            continue
+        if isinstance(t, LazyWeight):  # a merged weight, made when written
+            out[name] = t
             continue
         if type(t).__name__ == "DTensor":
             raise ValueError(f"save_hf: {raw_name} is a DTensor shard; gather a full state dict first with "
@@ -115,7 +119,7 @@ def _full_state_dict(obj: nn.Module | Mapping[str, torch.Tensor]) -> dict[str, t
     return out
 
 
-def _check_against_config(tensors: dict[str, torch.Tensor], model_cfg: "TransformerConfig") -> dict[str, torch.Tensor]:
+def _check_against_config(tensors: dict[str, Weight], model_cfg: "TransformerConfig") -> dict[str, Weight]:
     """Same names and shapes as the model `model_cfg` builds (checked on the meta device); drops the tied lm_head."""
     expected = {n: tuple(t.shape) for n, t in named_tensors(model_cfg.build(device="meta"))[0].items()}
     if model_cfg.tie_word_embeddings:
@@ -135,9 +139,10 @@ def _check_against_config(tensors: dict[str, torch.Tensor], model_cfg: "Transfor
     return {n: tensors[n] for n in expected}  # HF order: embeddings, layers, norm, lm_head
 
 
-def _write_weights(tensors: dict[str, torch.Tensor], folder: Path, dtype: torch.dtype, limit: int) -> None:
-    from safetensors.torch import save_file
-
+def _write_weights(tensors: dict[str, Weight], folder: Path, dtype: torch.dtype, limit: int) -> None:
+    """Shards of at most `limit` bytes, each written one tensor at a time in `dtype` (`write_safetensors`): a merged
+    weight is made, cast, written and freed before the next, so an export adds about one linear to what the model
+    holds, not a copy of the model."""
     itemsize = torch.empty((), dtype=dtype).element_size()
     shards: list[list[str]] = [[]]
     size = 0
@@ -153,11 +158,8 @@ def _write_weights(tensors: dict[str, torch.Tensor], folder: Path, dtype: torch.
                                                       for i in range(len(shards))]
     weight_map = {}
     for file, names in zip(files, shards):
-        # cast one shard at a time; copy=True so no saved tensor shares storage with another (safetensors refuses)
-        shard = {n: tensors[n].detach().to(device="cpu", dtype=dtype, copy=True).contiguous() for n in names}
-        save_file(shard, str(folder / file), metadata={"format": "pt"})
+        write_safetensors({n: tensors[n] for n in names}, folder / file, dtype, metadata={"format": "pt"})
         weight_map.update({n: file for n in names})
-        del shard
     if len(files) > 1:
         index = {"metadata": {"total_size": total}, "weight_map": weight_map}
         (folder / INDEX_FILE).write_text(json.dumps(index, indent=2) + "\n")

@@ -13,10 +13,12 @@ merged `hf-N` export, which already contains the adapters -- stops with a clear 
 
 The merge is W + scaling·B@A computed in fp32 and rounded once -- the same numbers as peft's `merge_and_unload()`;
 `hf_save.save_hf(peft_model)` and the Trainer's LoRA export (`hf_save.save_lora_hf`: the merged model in `hf-N/`,
-the adapter in peft's format in `hf-N/adapter/`) use it.
+the adapter in peft's format in `hf-N/adapter/`) use it, one weight at a time (`merged_weights`: each merged
+weight is made when it is written, `lazy_weights.py`), so an export adds about one linear to the process's memory.
 
 QLoRA (`quantize_base="nf4"`, `qlora.py`) keeps the frozen decoder linears in 4 bits while training; its merge adds
-the adapters to the checkpoint's own weights (read again from `load_from`), the base that peft loads the adapter on.
+the adapters to the checkpoint's own weights (read again from `load_from`, one tensor at a time), the base that peft
+loads the adapter on.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import os
 import shutil
 import uuid
 import warnings
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Mapping
 
@@ -38,6 +41,8 @@ from .base import DECODER_LINEAR_MODULES
 if TYPE_CHECKING:
     import torch
     from torch import nn
+
+    from .lazy_weights import Weight
 
 ADAPTER = "default"  # peft's adapter name; the Trainer trains one adapter
 ADAPTER_DIR = "adapter"  # hf-N/adapter: the peft adapter beside the merged weights
@@ -154,13 +159,25 @@ def merged_state_dict(state_dict: Mapping[str, torch.Tensor], scaling: float | M
     full_state_dict=True)`). `scaling`: lora_alpha / r for every layer, or {(layer name, adapter): scaling} for the
     layers to merge (a layer left out keeps its base weight). `source`: the base checkpoint (`load_from`), read for
     the weights a QLoRA run holds in 4 bits, and for the names of `model_state` (the model's own state dict) that
-    `state_dict` lacks (`qlora.unquantized_state_dict`).
+    `state_dict` lacks (`qlora.unquantized_state_dict`). All weights made at once; an export makes them one at a
+    time (`merged_weights`).
     """
+    from .lazy_weights import materialize
+
+    return {k: materialize(v) for k, v in merged_weights(state_dict, scaling, adapters, source, model_state).items()}
+
+
+def merged_weights(state_dict: Mapping[str, torch.Tensor], scaling: float | Mapping[tuple[str, str], float],
+                   adapters: tuple[str, ...] = (ADAPTER,), source: Any = None,
+                   model_state: Mapping[str, torch.Tensor] | None = None) -> dict[str, Weight]:
+    """`merged_state_dict` with every merged weight (and, under QLoRA, every base weight read back from `source`) a
+    `LazyWeight`, made when it is written: an export holds one merged linear at a time, not the decoder again."""
     from .hf_load import hf_name
+    from .lazy_weights import LazyWeight
     from .qlora import unquantized_state_dict
 
     state_dict = unquantized_state_dict(state_dict, source, model_state)
-    out: dict[str, torch.Tensor] = {}
+    out: dict[str, Weight] = {}
     for key, value in state_dict.items():
         if ".lora_" in key or ".original_module." in key:
             continue  # adapter factors (merged below) and the frozen originals of modules_to_save
@@ -168,32 +185,43 @@ def merged_state_dict(state_dict: Mapping[str, torch.Tensor], scaling: float | M
             key = key.replace(f".modules_to_save.{adapter}.", ".")
         if key.endswith(".base_layer.weight"):
             prefix = key[: -len(".base_layer.weight")]
-            for adapter in adapters:
-                scale = scaling if isinstance(scaling, (int, float)) else scaling.get((prefix, adapter))
-                if scale is not None:
-                    value = _merge(state_dict, prefix, adapter, value, scale)
+            merges = [(a, s) for a in adapters
+                      if (s := scaling if isinstance(scaling, (int, float)) else scaling.get((prefix, a))) is not None
+                      and _factors(state_dict, prefix, a) is not None]
+            if merges:
+                value = LazyWeight(tuple(value.shape), partial(_merged, state_dict, prefix, merges, value))
         name = hf_name(key)
         if name is not None:
             out[name] = value
     return out
 
 
-def _merge(sd: Mapping[str, torch.Tensor], prefix: str, adapter: str, weight: torch.Tensor,
-           scaling: float) -> torch.Tensor:
+def _factors(sd: Mapping[str, Weight], prefix: str, adapter: str) -> tuple[torch.Tensor, torch.Tensor, bool] | None:
+    """(A, B, is_embedding) of one adapter of one layer, None when it has none."""
     a, b = sd.get(f"{prefix}.lora_A.{adapter}.weight"), sd.get(f"{prefix}.lora_B.{adapter}.weight")
-    if a is not None and b is not None:  # nn.Linear: W (out x in) += B (out x r) @ A (r x in)
-        delta = b.float() @ a.float()
-    else:
-        a, b = sd.get(f"{prefix}.lora_embedding_A.{adapter}"), sd.get(f"{prefix}.lora_embedding_B.{adapter}")
-        if a is None or b is None:
-            return weight
-        delta = (b.float() @ a.float()).T  # nn.Embedding: W (vocab x dim) += (B (dim x r) @ A (r x vocab))^T
-    return (weight.float() + scaling * delta).to(weight.dtype)
+    if a is not None and b is not None:
+        return a, b, False
+    a, b = sd.get(f"{prefix}.lora_embedding_A.{adapter}"), sd.get(f"{prefix}.lora_embedding_B.{adapter}")
+    return None if a is None or b is None else (a, b, True)
 
 
-def merged_model_weights(model: nn.Module) -> dict[str, torch.Tensor]:
-    """`merged_state_dict` of a peft model's own state dict, for its active, unmerged adapters; the model itself is
-    not changed. DoRA, and LoRA on a tied embedding, are refused."""
+def _merged(sd: Mapping[str, Weight], prefix: str, merges: list[tuple[str, float]], base: Weight) -> torch.Tensor:
+    """W + sum of scaling·B@A over `merges`, computed in fp32 and rounded once to W's dtype."""
+    from .lazy_weights import materialize
+
+    weight = materialize(base)
+    delta = 0
+    for adapter, scaling in merges:
+        a, b, embedding = _factors(sd, prefix, adapter)
+        ba = b.float() @ a.float()  # nn.Linear: W (out x in) += B (out x r) @ A (r x in)
+        delta = delta + scaling * (ba.T if embedding else ba)  # nn.Embedding: W (vocab x dim) += (B@A)^T
+    return (weight.float() + delta).to(weight.dtype)  # a new tensor: the model's own weight is not changed
+
+
+def merged_model_weights(model: nn.Module) -> dict[str, Weight]:
+    """`merged_weights` of a peft model's own state dict, for its active, unmerged adapters (merged weights are
+    `LazyWeight`s, made when written); the model itself is not changed. DoRA, and LoRA on a tied embedding, are
+    refused."""
     scaling: dict[tuple[str, str], float] = {}
     tied = _tied_weight(model)
     for name, module in model.named_modules():
@@ -211,7 +239,7 @@ def merged_model_weights(model: nn.Module) -> dict[str, torch.Tensor]:
                              "the model that was trained; leave embed_tokens/lm_head out of target_modules")
         scaling.update({(name, a): module.scaling[a] for a in adapters})
     all_adapters = tuple(sorted({a for _, a in scaling}))
-    return merged_state_dict(model.state_dict(), scaling, all_adapters, base_checkpoint(model))
+    return merged_weights(model.state_dict(), scaling, all_adapters, base_checkpoint(model))
 
 
 def base_checkpoint(model: nn.Module) -> str | None:

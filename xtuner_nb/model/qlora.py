@@ -138,14 +138,19 @@ def quantized_bytes(model: nn.Module) -> int:
 
 
 def unquantized_state_dict(state_dict: Mapping[str, torch.Tensor], source: Any,
-                           model_state: Mapping[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+                           model_state: Mapping[str, torch.Tensor] | None = None) -> dict[str, Any]:
     """`state_dict` with every NF4 tensor replaced by the checkpoint's own tensor from `source` (the run's
-    `load_from`) in the model's dtype, so a merge adds the adapters to the weights `PeftModel.from_pretrained(<the
-    original base>, adapter)` runs on, not to their 4-bit rounding. `model_state`: the model's own state dict (any
-    tensors: FSDP2 shards, NF4); the names `state_dict` lacks (an export that gathered the trainable parameters only,
+    `load_from`), so a merge adds the adapters to the weights `PeftModel.from_pretrained(<the original base>,
+    adapter)` runs on, not to their 4-bit rounding. Each is a `LazyWeight` that reads its one tensor when made, in the
+    model's dtype: an export holds one at a time. `model_state`: the model's own state dict (any tensors: FSDP2
+    shards, NF4); the names `state_dict` lacks (an export that gathered the trainable parameters only,
     `ignore_frozen_params`) are read from `source` too. Without a source (a base built from random weights) NF4
-    tensors are dequantized."""
-    from .hf_load import hf_name, read_hf_tensors
+    tensors are dequantized, also one at a time."""
+    from functools import partial
+
+    from .hf_load import hf_name, hf_tensor_shapes
+    from .hub import resolve_pretrained
+    from .lazy_weights import LazyWeight
 
     model_state = state_dict if model_state is None else model_state
     wanted = {k: hf_name(k) for k, v in model_state.items() if k not in state_dict or is_nf4(state_dict[k])}
@@ -156,14 +161,23 @@ def unquantized_state_dict(state_dict: Mapping[str, torch.Tensor], source: Any,
         if any(k not in state_dict for k in wanted):
             raise ValueError("the state dict lacks the frozen base weights and no base checkpoint is known to read "
                              "them from (apply_lora(..., base_model_name_or_path=load_from))")
-        return {k: dequantize(v) for k, v in state_dict.items()}
-    originals = read_hf_tensors(source, sorted(set(wanted.values())))  # a tied lm_head is not stored: left out
+        return {k: LazyWeight(tuple(v.shape), partial(dequantize, v)) if is_nf4(v) else v
+                for k, v in state_dict.items()}
+    source = resolve_pretrained(source)  # once: a hub id is looked up once, not for every tensor
+    shapes = hf_tensor_shapes(source, sorted(set(wanted.values())))  # a tied lm_head is not stored: left out
     out = dict(state_dict)
     for key, name in wanted.items():
-        if name not in originals:
+        if name not in shapes:
             continue
-        if tuple(originals[name].shape) != tuple(model_state[key].shape):
-            raise ValueError(f"{source}: {name} has shape {tuple(originals[name].shape)}, the trained model "
+        if shapes[name] != tuple(model_state[key].shape):
+            raise ValueError(f"{source}: {name} has shape {shapes[name]}, the trained model "
                              f"{tuple(model_state[key].shape)}: not the checkpoint this run was built from")
-        out[key] = originals[name].to(model_state[key].dtype)  # as the run loaded it: the merge rounds once
+        # as the run loaded it (the model's dtype): the merge rounds once
+        out[key] = LazyWeight(shapes[name], partial(_read_original, source, name, model_state[key].dtype))
     return out
+
+
+def _read_original(source: Any, name: str, dtype: torch.dtype) -> torch.Tensor:
+    from .hf_load import read_hf_tensors
+
+    return read_hf_tensors(source, [name])[name].to(dtype)
