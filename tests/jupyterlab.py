@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +45,25 @@ def chromium() -> str:
     except ImportError:
         skip_or_fail("playwright (python) is not installed (pip install 'xtuner_nb[test]')")
     return path
+
+
+@contextmanager
+def browser_page(failure_shot: Path, viewport=(1280, 1400), timeout_ms: int = 150_000):
+    """A Chromium page (Playwright) for one test; a full-page screenshot to `failure_shot` when the test's body fails."""
+    from playwright import sync_api
+
+    failure_shot.parent.mkdir(parents=True, exist_ok=True)
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium(), args=CHROMIUM_FLAGS)
+        page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
+        page.set_default_timeout(timeout_ms)
+        try:
+            yield page
+        except Exception:
+            page.screenshot(path=str(failure_shot), full_page=True)
+            raise
+        finally:
+            browser.close()
 
 
 @dataclass

@@ -16,7 +16,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from tests.jupyterlab import CHROMIUM_FLAGS, chromium
+from tests.jupyterlab import browser_page
 from tests.notebook.kernel_cells import tiny_trainer_cell
 
 REPO = Path(__file__).resolve().parents[2]
@@ -62,20 +62,8 @@ def _out(cell, text: str):
 
 
 def test_stop_button_clicked_mid_run_in_jupyterlab(lab):
-    from playwright import sync_api
-
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=chromium(), args=CHROMIUM_FLAGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 1400})
-        page.set_default_timeout(150_000)
-        try:
-            stopped_at, seconds_to_stop = _drive(page, lab)
-        except Exception:
-            page.screenshot(path=str(SHOTS / "failure.png"), full_page=True)
-            raise
-        finally:
-            browser.close()
+    with browser_page(SHOTS / "failure.png") as page:
+        stopped_at, seconds_to_stop = _drive(page, lab)
     (SHOTS / "README.json").write_text(json.dumps({"afit_stopped_at": stopped_at,
                                                    "seconds_from_click_to_stop": round(seconds_to_stop, 2)}))
 

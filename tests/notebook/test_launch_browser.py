@@ -11,7 +11,7 @@ import time
 import nbformat
 import pytest
 
-from tests.jupyterlab import CHROMIUM_FLAGS, chromium
+from tests.jupyterlab import browser_page
 from tests.notebook.test_browser import SHOTS, _out, _run_cell, _shot, _step
 from tests.notebook.test_launch_kernel import SETUP, _gone
 
@@ -36,20 +36,8 @@ def lab(jupyterlab):
 
 
 def test_stop_button_of_a_two_rank_launch_clicked_in_jupyterlab(lab):
-    from playwright import sync_api
-
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=chromium(), args=CHROMIUM_FLAGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 1400})
-        page.set_default_timeout(150_000)
-        try:
-            result, seconds = _drive(page, lab)
-        except Exception:
-            page.screenshot(path=str(SHOTS / "launch_failure.png"), full_page=True)
-            raise
-        finally:
-            browser.close()
+    with browser_page(SHOTS / "launch_failure.png") as page:
+        result, seconds = _drive(page, lab)
     print(f"stopped at step {result['step']} {seconds:.1f} s after the click: {result}")
     assert result["reason"] == "stopped" and 0 < result["step"] < TOTAL_STEPS
     assert result["ckpts"] == [f"ckpt-step-{result['step']}"]

@@ -37,6 +37,7 @@ from .launch_config import config_yaml
 from .launch_events import LAUNCH_DIR_ENV, STOP_FILE, EventTail, RankFigures, state_from_dict
 from .launch_failure import LaunchError, describe_failure
 from .logs import in_notebook_kernel
+from .metrics import history_frame
 
 __all__ = ["launch", "alaunch", "Launch", "LaunchError", "config_yaml", "default_nproc"]
 
@@ -277,12 +278,7 @@ class Launch:
     @property
     def history(self):
         """Rank 0's rows, one per step (an eval row joined to its step's), with `ranks/...` lists per rank."""
-        import pandas as pd
-
-        merged: dict[Any, dict[str, Any]] = {}
-        for row in self.rows:
-            merged.setdefault(row.get("step"), {}).update(row)
-        return pd.DataFrame(list(merged.values()))
+        return history_frame(self.rows)
 
     def plot(self):
         return plot_history_function()(self.history)

@@ -76,3 +76,14 @@ def step_throughput(text_tokens: int, attn_len: float, step_time: float, model_c
         "runtime_info/tgs": total_tokens / step_time / world_size,
         "runtime_info/mfu": total_flops / step_time / (peak_flops * world_size) if peak_flops else None,
     }
+
+
+def history_frame(rows: list[dict[str, Any]]):
+    """The metrics rows as a DataFrame, one row per step: an eval row (tracker.jsonl keeps it apart) is joined to its
+    step's training row. `Trainer.history` and a launched run's `Launch.history` both show this."""
+    import pandas as pd
+
+    merged: dict[Any, dict[str, Any]] = {}
+    for row in rows:
+        merged.setdefault(row.get("step"), {}).update(row)
+    return pd.DataFrame(list(merged.values()))

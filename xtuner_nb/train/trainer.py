@@ -35,7 +35,7 @@ from .hooks.builtin import plot_history_function, resolve_hooks
 from .hooks.events import Control, Hook, TrainState, call_every_hook, call_hooks
 from .interrupt import install_interrupt_handler
 from .logs import JsonlTracker, format_step_line, in_notebook_kernel, read_tracker, set_console_level, setup_logging
-from .metrics import step_metrics
+from .metrics import history_frame, step_metrics
 from .parallel import refuse_unplaceable
 from .precision import make_grad_scaler, precision_for_run
 from .step import clip_and_step, forward_backward
@@ -206,12 +206,7 @@ class Trainer:
     @property
     def history(self):
         """One row per step: an eval row (tracker.jsonl keeps it apart) is joined to its step's training row."""
-        import pandas as pd
-
-        merged: dict[Any, dict[str, Any]] = {}
-        for row in self.rows:
-            merged.setdefault(row.get("step"), {}).update(row)
-        return pd.DataFrame(list(merged.values()))
+        return history_frame(self.rows)
 
     def plot(self):
         """The training curves (the notebook layer draws them: `xtuner_nb.notebook.plot_history`)."""
