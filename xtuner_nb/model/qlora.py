@@ -4,8 +4,9 @@ double quantization), under LoRA adapters that train in fp32 (`LoRAConfig(quanti
 NF4 (Dettmers et al., 2023): each block of 64 weights is 4-bit indices into 16 normal-distribution quantiles times
 the block's absmax; the absmaxes themselves are quantized to int8 in blocks of 256 ("double quantization") with one
 scale per 256-block in the compute dtype. A weight costs 0.5 + 1/64 + b/16384 bytes (`nf4_bytes`). A forward
-dequantizes one linear at a time into the compute dtype (torchao's `linear_nf4`), and backward does it again for the
-input gradient: the base gets no gradient and autograd keeps only the 4-bit tensor.
+dequantizes one linear at a time into the compute dtype (`NF4Linear`, torchao's `linear_nf4` with a leaner
+dequantization, `dequantize_nf4`), and backward does it again for the input gradient: the base gets no gradient and
+autograd keeps only the 4-bit tensor.
 
 torchao is pure PyTorch (CPU, CUDA), and its `NF4Tensor` implements FSDP2's all-gather hooks, so a sharded run keeps
 1/N of the 4-bit base per rank. It is an extra: `pip install "xtuner_nb[qlora]"` (`require_torchao` says so).
@@ -82,7 +83,9 @@ def dequantize(t: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tenso
     """A plain tensor of an NF4 tensor's values (in `dtype`, default its own); other tensors as they are."""
     if not is_nf4(t):
         return t if dtype is None else t.to(dtype)
-    return t.get_original_weight().to(dtype or t.dtype)
+    from .nf4_linear import dequantize_nf4
+
+    return dequantize_nf4(t, dtype)
 
 
 def quantize_decoder_linears(model: nn.Module, shards: int = 1) -> int:
@@ -91,12 +94,15 @@ def quantize_decoder_linears(model: nn.Module, shards: int = 1) -> int:
     import torch
     from torch import nn
 
+    from .nf4_linear import as_nf4_linear
+
     n = 0
     with torch.no_grad():
         for _, module in decoder_linears(model):
             if not is_nf4(module.weight):
                 module.weight = nn.Parameter(quantize(module.weight, shards), requires_grad=False)
                 n += 1
+            as_nf4_linear(module)
     return n
 
 
@@ -106,6 +112,8 @@ def nf4_placeholders(model: nn.Module, device: torch.device | str, shards: int =
     import dataclasses
 
     import torch
+
+    from .nf4_linear import as_nf4_linear
 
     linears = decoder_linears(model)
     if not all(m.weight.is_meta for _, m in linears):
@@ -123,6 +131,7 @@ def nf4_placeholders(model: nn.Module, device: torch.device | str, shards: int =
         ctx = {**ctx, "tensor_meta": dataclasses.replace(ctx["tensor_meta"], device=device)}
         placeholder = type(layout).__tensor_unflatten__(inner, ctx, w.shape, w.stride())
         module.weight = torch.nn.Parameter(placeholder, requires_grad=False)
+        as_nf4_linear(module)
     return len(linears)
 
 
