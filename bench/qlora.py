@@ -1,7 +1,7 @@
 """QLoRA against LoRA on the CPU, at the same settings (issue 29): peak RSS, the fit check's estimate, the training
 loss, tokens/s, and on SmolLM2 the held-out answers.
 
-    .venv/bin/python bench/qlora.py                        # both groups (about 30 min on 2 busy cores)
+    .venv/bin/python bench/qlora.py                        # both groups (about 8 min on 2 idle cores)
     .venv/bin/python bench/qlora.py --cases qwen3 --steps 30
     .venv/bin/python bench/qlora.py --cases smollm2 --json
     python3 bench/qlora.py --cases qwen3 --steps 10 --pack-len 2048 --tokenizer DIR   # a GPU (bench/gpu_check.sh)
@@ -151,8 +151,12 @@ def claims(rows: dict[str, dict]) -> list[str]:
             lines.append(f"{prefix}: {r['case']} estimate {r['estimate_gib']:.2f} GiB / peak {r['peak_rss_gib']:.2f} "
                          f"GiB = {r['ratio']:.2f} (within 15 %: {'ok' if ok else 'FAILED'})")
         ml, mq = (sum(r["losses"]) / len(r["losses"]) for r in (lora, qlora))
+        # the issue's 5 % is for the Qwen3-0.6B shape; on SmolLM2 its check is the held-out answers (a real model's
+        # 4-bit base starts measurably further from its checkpoint: printed, not judged)
+        check = (f"within 5 %: {'ok' if abs(mq / ml - 1) <= 0.05 else 'FAILED'}" if prefix == "qwen3-0.6b"
+                 else "the check here is the answers")
         lines.append(f"{prefix}: mean training loss over {len(lora['losses'])} steps LoRA {ml:.4f}, QLoRA {mq:.4f} "
-                     f"({100 * (mq / ml - 1):+.2f} %; within 5 %: {'ok' if abs(mq / ml - 1) <= 0.05 else 'FAILED'}); "
+                     f"({100 * (mq / ml - 1):+.2f} %; {check}); "
                      f"last step {lora['losses'][-1]:.4f} vs {qlora['losses'][-1]:.4f}")
         lines.append(f"{prefix}: tokens/s LoRA {lora['tokens_per_s']:.0f}, QLoRA {qlora['tokens_per_s']:.0f} "
                      f"(QLoRA {lora['tokens_per_s'] / qlora['tokens_per_s']:.2f}x slower)")
