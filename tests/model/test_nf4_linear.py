@@ -27,6 +27,8 @@ def test_dequantize_equals_torchaos_and_the_layer_its_linear_nf4(dtype, shape, s
     for to in (None, torch.float32, torch.bfloat16):
         want = q.get_original_weight() if to is None else q.get_original_weight().to(to)
         assert torch.equal(dequantize_nf4(q, to), want)
+    assert torch.equal(dequantize_nf4(q, chunk=q.numel()), q.get_original_weight())  # one chunk, as on a GPU
+    assert torch.equal(dequantize_nf4(q, chunk=100), q.get_original_weight())  # not a whole number of blocks
 
     def run(linear, *args):  # output, then the gradients of a loss that weighs each output differently
         y = linear(*args)

@@ -15,11 +15,13 @@ from torch import nn
 DEQUANT_CHUNK = 1 << 18  # bytes of 4-bit codes (2 weights each) looked up at a time: a 1 MiB int32 index
 
 
-def dequantize_nf4(t: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+def dequantize_nf4(t: torch.Tensor, dtype: torch.dtype | None = None, chunk: int | None = None) -> torch.Tensor:
     """The values of NF4 tensor `t`, equal to torchao's `t.get_original_weight().to(dtype)`.
 
-    The codes are looked up a chunk at a time in a 256-entry table of value pairs (a byte holds two codes, high
-    nibble first, as torchao packs them) straight into the result, which is then scaled in place block by block."""
+    The codes are looked up `chunk` bytes at a time in a 256-entry table of value pairs (a byte holds two codes, high
+    nibble first, as torchao packs them) straight into the result, which is then scaled in place block by block.
+    Default chunk: `DEQUANT_CHUNK` on the CPU; on a GPU the whole tensor at once, where the caching allocator reuses
+    the one index temporary and a loop would cost a kernel launch per chunk (an 8B model's MLP weight is 100 chunks)."""
     scalers = t.dequantize_scalers(t.quantized_scalers, t.quantization_factor, t.scaler_block_size)
     byte = torch.arange(256, device=t.device)
     pairs = torch.stack([t.nf4[byte >> 4], t.nf4[byte & 15]], dim=-1).to(t.dtype)  # (256, 2): byte -> 2 values
@@ -27,7 +29,8 @@ def dequantize_nf4(t: torch.Tensor, dtype: torch.dtype | None = None) -> torch.T
     out = torch.empty(t.shape, dtype=t.dtype, device=t.device)
     as_pairs, as_blocks = out.view(-1, 2), out.view(-1, t.block_size)
     per_block = t.block_size // 2  # bytes per block of weights
-    chunk = DEQUANT_CHUNK - DEQUANT_CHUNK % per_block
+    chunk = chunk or (DEQUANT_CHUNK if t.device.type == "cpu" else codes.numel())
+    chunk = max(per_block, chunk - chunk % per_block)
     for start in range(0, codes.numel(), chunk):
         stop = min(start + chunk, codes.numel())
         torch.index_select(pairs, 0, codes[start:stop].int(), out=as_pairs[start:stop])
