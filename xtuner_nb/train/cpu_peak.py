@@ -2,12 +2,16 @@
 
 No datasheet gives a virtual machine's FLOP/s: its cores are shared and its vector units are whatever the host has
 (AVX2 only, AVX-512 with bf16, AMX). So the peak is measured: `torch.mm` on square fp32 and bf16 matrices with the
-threads torch uses, the best of a few repeats, once per machine (CPU model, threads, torch version), cached in the
-asset cache (`$XTUNER_NB_CACHE/cpu_peak.json`). Measured on a busy machine it reads low and MFU high:
-`measured_cpu_peak(refresh=True)` measures again.
+threads torch uses, the best of a few repeats, once per process (about 0.2 s), kept in the asset cache
+(`$XTUNER_NB_CACHE/cpu_peak.json`) per machine (CPU model, threads, torch version) as the best this machine has
+shown. Why the best and not the first: a figure measured while other jobs share the cores reads low, never high, and
+a cached low peak made every later run's MFU read high (a 2-core Xeon's cache held an fp32 peak of 116 GFLOP/s taken
+under load, against 219 measured on the idle machine); now the next quiet start heals it.
 
-bf16 is timed on a small matrix first: where the CPU has no bf16 instructions torch emulates them at about 0.5
-GFLOP/s (the 2-core AVX2 dev VM), and a large one would take seconds.
+bf16 is timed on a small matrix first, beside fp32 on the same matrix: where the CPU has no bf16 instructions torch
+emulates them at about 0.5 GFLOP/s, a hundred times slower than fp32 (an AVX2 VM), and a large one would take
+seconds. The ratio decides, not an absolute speed: a busy machine slows both alike (a fixed threshold once took a
+native-bf16 Xeon's loaded 0.56 GFLOP/s for emulation).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from pathlib import Path
 import torch
 
 SIZE = 1024  # 2 GFLOP a product: long enough to time, short enough for a first run (about 20 ms in fp32 here)
-EMULATED_BELOW = 10e9  # FLOP/s: slower than this on a small matrix, bf16 is emulated, no need for the large one
+EMULATED_RATIO = 10  # bf16 this many times slower than fp32 on a small matrix: emulated, skip the large one
 
 
 def cpu_model() -> str:
@@ -48,8 +52,8 @@ def _mm_flops(dtype: torch.dtype, n: int, repeats: int = 5) -> float:
 
 def _measure() -> dict[str, float]:
     small = _mm_flops(torch.bfloat16, 128, repeats=3)
-    bf16 = small if small < EMULATED_BELOW else _mm_flops(torch.bfloat16, SIZE)
-    return {"float32": _mm_flops(torch.float32, SIZE), "bfloat16": bf16}
+    emulated = small * EMULATED_RATIO < _mm_flops(torch.float32, 128, repeats=3)
+    return {"float32": _mm_flops(torch.float32, SIZE), "bfloat16": small if emulated else _mm_flops(torch.bfloat16, SIZE)}
 
 
 def _cache_file() -> Path:
@@ -75,11 +79,13 @@ def _store(known: dict[str, dict[str, float]]) -> None:
 
 @functools.cache
 def _cached(key: str) -> dict[str, float]:
-    known = _read()
-    if key not in known:
-        known[key] = _measure()
+    """This process's measurement merged with the stored one: the higher of the two, per dtype."""
+    known, now = _read(), _measure()
+    best = {dtype: max(flops, known.get(key, {}).get(dtype, 0.0)) for dtype, flops in now.items()}
+    if best != known.get(key):
+        known[key] = best
         _store(known)
-    return known[key]
+    return best
 
 
 def measured_cpu_peak(refresh: bool = False) -> dict[str, float]:
@@ -99,7 +105,7 @@ def cpu_precision_reason() -> str:
     fp32, bf16 = peak["float32"] / 1e9, peak["bfloat16"] / 1e9
     if bf16 < fp32:
         return (f"CPU default: bf16 matmuls measured {bf16:.1f} GFLOP/s here against fp32's {fp32:.0f} "
-                "(no native bf16)")
+                "(slower than fp32 on this CPU)")
     return (f"CPU default: bf16 matmuls measured {bf16 / fp32:.1f}x fp32's here ({bf16:.0f} against {fp32:.0f} "
             "GFLOP/s), but the CPU bf16 path is not yet checked for loss quality; FSDPConfig(precision='bfloat16') "
             "asks for it")
