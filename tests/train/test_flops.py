@@ -23,6 +23,14 @@ def test_qwen3_8b_flops_per_token_by_hand():
     assert flops_per_token(Qwen3Dense8BConfig(), 0) == 45_410_433_024
 
 
+def test_lora_over_a_frozen_base_by_hand():
+    # Qwen3-8B (7_568_405_504 matmul parameters, above) with 43_646_976 adapter parameters (r=16 on all 7 linears of
+    # 36 layers): the base costs 4 FLOPs a parameter (no weight gradient), the adapters 6
+    base = 4 * 7_568_405_504 + 6 * 43_646_976 + 12 * 36 * 4096 * 4096
+    assert flops_per_token(Qwen3Dense8BConfig(), 4096, adapter_params=43_646_976) == base
+    assert base / flops_per_token(Qwen3Dense8BConfig(), 4096) == pytest.approx(0.72, abs=0.01)
+
+
 def test_tied_lm_head_still_costs_its_matmul():
     # Qwen3-0.6B (tied in its HF config.json; XTuner's preset unties it): 28 layers x 15_730_944 + 1024 =
     # 440_467_456 non-embedding, lm_head 151936 * 1024.

@@ -64,6 +64,16 @@ def test_only_adapters_are_trainable_get_gradients_and_reach_the_optimizer(tiny_
     assert all(not torch.equal(named[n], v) for n, v in lora_before.items() if ".lora_B." in n)
     assert any(not torch.equal(named[n], v) for n, v in lora_before.items() if ".lora_A." in n)
 
+    # MFU counts the frozen base's FLOPs (no weight gradient) and the adapters': each step's row says so
+    from xtuner_nb.train.flops import device_peak_flops, flops_per_token
+
+    row = t.history.iloc[-1]
+    per_flop = row["runtime_info/total_text_tokens"] / row["time/step_time"] / device_peak_flops("cpu", torch.float32)
+    # the attended length is between 0 and the pack's 256 tokens
+    low, high = (per_flop * flops_per_token(cfg.model_cfg, s, n_trainable) for s in (0.0, 256.0))
+    assert low <= row["runtime_info/mfu"] <= high
+    assert per_flop * flops_per_token(cfg.model_cfg, 0.0) > high  # what counting the base's weight gradients gave
+
 
 def test_merged_export_and_peft_adapter_reproduce_the_adapted_model(tiny_ckpt, tmp_path):
     from peft import PeftModel

@@ -13,8 +13,12 @@ Convention (PaLM, Chowdhery et al. 2022, app. B; Megatron-LM, Narayanan et al. 2
   other) the work is `sum(l_i^2)` over `sum(l_i)` tokens, so pass `S = sum(l_i^2) / sum(l_i)`
   (`effective_attn_len`); for one unpacked sequence it is its length.
 * The peak: a GPU's from its datasheet (the table below), a CPU's measured on the machine (`cpu_peak.py`).
-* MFU counts model FLOPs only: activation recomputation (checkpointing) is not counted, and LoRA's skipped weight
-  gradients are not subtracted, so those runs' MFU reads lower/higher than the hardware is really doing.
+* LoRA (`adapter_params`, the adapters' parameter count): the base is frozen, so its weights cost 4 FLOPs per token
+  (the forward and the input's gradient; no weight gradient) and the adapters 6: `4 * N + 6 * adapters`. Counted
+  as 6 * N, a LoRA run's MFU read 1.5x what it did (above 100 % on a CPU). A module trained whole beside the
+  adapters (`modules_to_save`) is counted as frozen: its weight gradient is left out.
+* MFU counts model FLOPs only: activation recomputation (checkpointing) is not counted, so those runs' MFU reads
+  lower than the hardware is really doing.
 """
 
 from __future__ import annotations
@@ -28,14 +32,16 @@ import torch
 __all__ = ["flops_per_token", "effective_attn_len", "device_peak_flops", "peak_flops_for_name", "mfu"]
 
 
-def flops_per_token(model_cfg: Any, seq_len_or_attn_term: float) -> float:
-    """Training FLOPs per token (forward + backward) of `model_cfg` (a `Qwen3DenseConfig`) at attended length S."""
+def flops_per_token(model_cfg: Any, seq_len_or_attn_term: float, adapter_params: int | None = None) -> float:
+    """Training FLOPs per token (forward + backward) of `model_cfg` (a `Qwen3DenseConfig`) at attended length S;
+    with `adapter_params`, of LoRA adapters of that many parameters over the frozen model."""
     if seq_len_or_attn_term < 0:
         raise ValueError(f"attended length must be >= 0, got {seq_len_or_attn_term}")
     a = model_cfg.attention
     n_params = model_cfg.num_params(include_embeddings=False) + model_cfg.vocab_size * model_cfg.hidden_size
     attn = 12 * model_cfg.num_hidden_layers * a.num_attention_heads * a.head_dim * seq_len_or_attn_term
-    return float(6 * n_params + attn)
+    dense = 6 * n_params if adapter_params is None else 4 * n_params + 6 * adapter_params
+    return float(dense + attn)
 
 
 def effective_attn_len(seq_lens: Sequence[int] | torch.Tensor) -> float:

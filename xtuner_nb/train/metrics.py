@@ -22,12 +22,14 @@ from .step import StepResult
 def step_metrics(*, step: int, total_step: int, epoch: int, lr: float, grad_norm: float, updated: bool,
                  res: StepResult, step_time: float, data_time: float, wall: float, steps_done: int,
                  tokens_before: int, model_cfg, device: torch.device,
-                 compute_dtype: torch.dtype, world_size: int = 1) -> dict[str, Any]:
+                 compute_dtype: torch.dtype, world_size: int = 1, adapter_params: int | None = None) -> dict[str, Any]:
     """`wall`, `steps_done`, `tokens_before`: seconds, steps and tokens (all ranks') of this fit() before this step
-    ended. Collective under torchrun."""
+    ended; `adapter_params`: LoRA's, for the FLOPs of a frozen base (`flops.flops_per_token`). Collective under
+    torchrun."""
     # the peak of the dtype the forward computes in (FSDP2 runs have no autocast: its mixed-precision policy casts)
     peak = device_peak_flops(device, compute_dtype)
-    speed = step_throughput(res.text_tokens, res.attn_len, step_time, model_cfg, world_size, peak, device)
+    speed = step_throughput(res.text_tokens, res.attn_len, step_time, model_cfg, world_size, peak, device,
+                            adapter_params)
     row = {
         "step": step, "lr": lr, "grad_norm": grad_norm,
         "loss/reduced_llm_loss": res.reduced_loss, "loss/local_loss": res.local_loss,
@@ -66,10 +68,11 @@ def peak_rss_kib() -> int:
 
 
 def step_throughput(text_tokens: int, attn_len: float, step_time: float, model_cfg, world_size: int,
-                    peak_flops: float | None, device: torch.device) -> dict[str, float | int | None]:
+                    peak_flops: float | None, device: torch.device,
+                    adapter_params: int | None = None) -> dict[str, float | int | None]:
     """Collective under torchrun. `text_tokens` and `attn_len` are this rank's; `peak_flops` is one device's."""
-    local = torch.tensor([text_tokens, text_tokens * flops_per_token(model_cfg, attn_len)], dtype=torch.float64,
-                         device=device)
+    flops = text_tokens * flops_per_token(model_cfg, attn_len, adapter_params)
+    local = torch.tensor([text_tokens, flops], dtype=torch.float64, device=device)
     total_tokens, total_flops = all_reduce_sum(local).tolist()
     return {
         "runtime_info/total_text_tokens": int(total_tokens),

@@ -78,6 +78,9 @@ class Trainer:
         self.evaluator = build_evaluator(cfg, self.tokenizer, self.dist, self.logger)
         parts = build.build_model(cfg, self.dist, self.tokenizer, self.logger, self.precision)
         self.model, self.autocast_dtype, self.lora_record = parts.model, parts.autocast_dtype, parts.lora_record
+        # LoRA's adapters (the trainable parameters; global sizes under FSDP2): the FLOPs of a frozen base for MFU
+        self._adapter_params = (None if cfg.lora_cfg is None else
+                                sum(p.numel() for p in self.model.parameters() if p.requires_grad))
         self.optimizer, self.lr_scheduler = build.build_optimizer(cfg, self.model, self.total_step)
         # the run's progress (what a checkpoint records) and the loop's own state
         self.cur_step, self.cur_epoch, self.consumed_tokens, self.elapsed = 0, 1, 0, 0.0
@@ -331,7 +334,7 @@ class Trainer:
                            data_time=data_time, wall=time.time() - fit_start,
                            steps_done=self.cur_step - steps_at_start, tokens_before=tokens_since_start,
                            model_cfg=self.model_cfg, device=dev, compute_dtype=self.precision.compute,
-                           world_size=self.dist.world_size)
+                           world_size=self.dist.world_size, adapter_params=self._adapter_params)
         self.consumed_tokens += row["runtime_info/total_text_tokens"]
         self._record(row)
         self.logger.info(format_step_line(row, self.total_step, self.cur_epoch))
