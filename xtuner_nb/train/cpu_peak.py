@@ -53,7 +53,8 @@ def _mm_flops(dtype: torch.dtype, n: int, repeats: int = 5) -> float:
 def _measure() -> dict[str, float]:
     small = _mm_flops(torch.bfloat16, 128, repeats=3)
     emulated = small * EMULATED_RATIO < _mm_flops(torch.float32, 128, repeats=3)
-    return {"float32": _mm_flops(torch.float32, SIZE), "bfloat16": small if emulated else _mm_flops(torch.bfloat16, SIZE)}
+    bf16 = small if emulated else _mm_flops(torch.bfloat16, SIZE)
+    return {"float32": _mm_flops(torch.float32, SIZE), "bfloat16": bf16}
 
 
 def _cache_file() -> Path:
