@@ -69,6 +69,10 @@ CHECKS: dict[str, list[str]] = {
                   "tests/model/test_hf_io.py::test_our_save_loads_in_transformers_bf16_on_disk"],
     "chat": ["tests/notebook/test_chat.py"],
     "eval": ["tests/train/test_eval.py::test_eval_loss_and_answers_equal_transformers_and_rows_are_logged"],
+    # peft's range: wrapping, training only the adapters, the adapter loaded back by peft itself, its merge, resume
+    "lora": ["tests/train/test_lora.py::test_only_adapters_are_trainable_get_gradients_and_reach_the_optimizer",
+             "tests/train/test_lora.py::test_merged_export_and_peft_adapter_reproduce_the_adapted_model",
+             "tests/train/test_lora.py::test_lora_resume_in_a_new_trainer_is_exact_and_checkpoints_hold_adapters_only"],
 }
 SHOWN = ["python", "torch", "transformers", "tokenizers", "safetensors", "peft", "nbmake", "pytest"]
 

@@ -16,7 +16,7 @@ TESTED: dict[str, tuple[str, str]] = {
     "transformers": ("4.57", "5.25"),
     "tokenizers": ("0.22", "0.23"),
     "safetensors": ("0.4.3", "0.8"),
-    "peft": ("0.13", "0.21"),
+    "peft": ("0.13", "0.22"),
 }
 
 
