@@ -101,6 +101,16 @@ def test_cpu_peak_is_the_best_this_machine_has_shown_and_mfu_divides_by_it(tmp_p
     cpu_peak._cached.cache_clear()
 
 
+def test_measuring_the_cpu_peak_leaves_the_global_rng_alone():
+    """Each process measures once: were the global generator drawn from, a torchrun worker or a resumed run (which
+    measure) would get other dropout masks than the process they are compared with (which measured earlier)."""
+    from xtuner_nb.train import cpu_peak
+
+    before = torch.get_rng_state()
+    cpu_peak._measure()
+    assert torch.equal(torch.get_rng_state(), before)
+
+
 def test_mfu_by_hand():
     # 3000 tokens/s/GPU of Qwen3-8B at 4096 on an H100: 3000 * 52_658_190_336 / 989e12
     assert mfu(3000, 52_658_190_336, 989e12) == pytest.approx(0.159731619, rel=1e-8)

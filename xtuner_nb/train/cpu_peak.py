@@ -40,7 +40,10 @@ def cpu_model() -> str:
 
 
 def _mm_flops(dtype: torch.dtype, n: int, repeats: int = 5) -> float:
-    a, b = torch.randn(n, n, generator=torch.Generator().manual_seed(0)).to(dtype), torch.randn(n, n).to(dtype)
+    # its own generator: a measurement that drew from the global one would move every later dropout mask, and a
+    # process that measures (a torchrun worker, a resumed run) would train differently from one that did not
+    generator = torch.Generator().manual_seed(0)
+    a, b = (torch.randn(n, n, generator=generator).to(dtype) for _ in range(2))
     torch.mm(a, b)  # the first call builds oneDNN's kernel for this shape
     best = float("inf")
     for _ in range(repeats):
