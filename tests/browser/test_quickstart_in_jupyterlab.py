@@ -42,7 +42,7 @@ def _cell_with(page, text: str):
 
 
 def test_quickstart_runs_in_jupyterlab_and_shows_form_dashboard_and_stop(quickstart):
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout, sync_playwright
 
     SHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
@@ -90,11 +90,18 @@ def test_quickstart_runs_in_jupyterlab_and_shows_form_dashboard_and_stop(quickst
 
             # the config form: a widget with the TrainerConfig's fields and the code preview
             form_cell = _cell_with(page, "form = config_form(")
+            # in view first: JupyterLab renders only the cells near the viewport, and the widget's inputs are drawn
+            # after its container (a fresh clone's CI once counted 0 inputs in an off-screen, half-drawn form)
+            form_cell.evaluate("cell => cell.scrollIntoView({block: 'start'})")
             form_out = form_cell.locator(".jp-OutputArea .jupyter-widgets").first
             form_out.wait_for(timeout=30_000)
             assert form_cell.locator(".jp-OutputArea", has_text="total_step").count() > 0
-            assert form_cell.locator(".jp-OutputArea input").count() > 5, "the form shows no input fields"
-            form_cell.evaluate("cell => cell.scrollIntoView({block: 'start'})")
+            inputs = form_cell.locator(".jp-OutputArea input")
+            try:
+                inputs.nth(5).wait_for(state="attached", timeout=30_000)  # some sit in collapsed sections
+            except PlaywrightTimeout:  # the assertion below says what is wrong; the screenshot shows it
+                page.screenshot(path=str(SHOTS / "quickstart_form_missing_inputs.png"))
+            assert inputs.count() > 5, "the form shows no input fields"
             page.screenshot(path=str(SHOTS / "quickstart_form.png"))
 
             # the final dashboard of `await trainer.afit()`: the button (now "Done"), progress line, curves image
