@@ -79,8 +79,12 @@ class Trainer:
         parts = build.build_model(cfg, self.dist, self.tokenizer, self.logger, self.precision)
         self.model, self.autocast_dtype, self.lora_record = parts.model, parts.autocast_dtype, parts.lora_record
         # LoRA's adapters (the trainable parameters; global sizes under FSDP2): the FLOPs of a frozen base for MFU
-        self._adapter_params = (None if cfg.lora_cfg is None else
-                                sum(p.numel() for p in self.model.parameters() if p.requires_grad))
+        if cfg.lora_cfg is not None:
+            from ..model.lora import trainable_parameters
+
+            self._adapter_params = trainable_parameters(self.model)[0]
+        else:
+            self._adapter_params = None
         self.optimizer, self.lr_scheduler = build.build_optimizer(cfg, self.model, self.total_step)
         # the run's progress (what a checkpoint records) and the loop's own state
         self.cur_step, self.cur_epoch, self.consumed_tokens, self.elapsed = 0, 1, 0, 0.0
